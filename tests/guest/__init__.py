@@ -1,0 +1,1 @@
+"""The fixture guest's sources; `guest.workload` is the Python mirror of its workload."""

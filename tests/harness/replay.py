@@ -1,0 +1,57 @@
+"""The reference model (model.reference) replaying a guest's workload.
+
+The model's `areas[]` and `areas_mask` are placed at the guest's own
+addresses (from the ELF symbol table), so its memory image can be compared
+byte for byte with the guest's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from elftools.elf.elffile import ELFFile
+
+from .build import Variant
+
+__all__ = ["elf_objects", "model_for", "replay"]
+
+
+def elf_objects(elf: "str | Path", names=("areas", "areas_mask")) -> dict[str, int]:
+    """Addresses of data objects (local ones included) by name; a name
+    defined more than once is an error."""
+    found: dict[str, list[int]] = {n: [] for n in names}
+    with open(elf, "rb") as f:
+        symtab = ELFFile(f).get_section_by_name(".symtab")
+        for sym in symtab.iter_symbols():
+            if sym.name in found and sym["st_info"]["type"] == "STT_OBJECT":
+                found[sym.name].append(sym["st_value"])
+    out = {}
+    for n, addrs in found.items():
+        if len(addrs) != 1:
+            raise LookupError(f"{elf}: {len(addrs)} data symbols named {n!r}")
+        out[n] = addrs[0]
+    return out
+
+
+def model_for(variant: "str | Variant"):
+    """A fresh reference Allocator laid out like `variant`'s guest."""
+    from model.layout import layout_for
+    from model.reference import Allocator
+
+    v = Variant.parse(variant)
+    sym = elf_objects(v.elf)
+    return Allocator(layout_for(v.arch, v.fmt), areas_addr=sym["areas"],
+                     mask_addr=sym["areas_mask"])
+
+
+def replay(guest, checkpoint: int):
+    """A guest.workload.Workload run on a fresh model up to `checkpoint`,
+    with `guest`'s init calls, seed, mix and ops; `.allocator` is the model."""
+    from guest.workload import DEFAULT_OPS, Workload
+
+    calls = guest.init_calls
+    if not calls:
+        raise ValueError("the guest printed no init_area line yet")
+    w = Workload(model_for(guest.variant), guest.seed, guest.mix, guest.variant.fmt, calls,
+                 nops=guest.ops if guest.ops is not None else DEFAULT_OPS)
+    return w.run_to(checkpoint)
