@@ -27,12 +27,27 @@ class Injected:
     slot: int | None
 
 
+class _Recorder:
+    """Passes reads and writes through, keeping (addr, old, new) of each
+    write so the same breach can be planted in a live guest and undone."""
+
+    def __init__(self, mem, log: list):
+        self.mem, self.log = mem, log
+
+    def read(self, addr: int, size: int) -> bytes:
+        return self.mem.read(addr, size)
+
+    def write(self, addr: int, data: bytes) -> None:
+        self.log.append((addr, self.mem.read(addr, len(data)), bytes(data)))
+        self.mem.write(addr, data)
+
+
 class _Image:
     """Byte-level access to an allocator's image for planting breaches."""
 
-    def __init__(self, al: Allocator):
+    def __init__(self, al: Allocator, log: list | None = None):
         self.al = al
-        self.mem = al.memory            # syncs
+        self.mem = al.memory if log is None else _Recorder(al.memory, log)  # syncs
         lay = al.layout
         e = "<" if lay.endian == "little" else ">"
         self.pair = struct.Struct(e + ("QQ" if lay.ptr_size == 8 else "II"))
@@ -373,10 +388,11 @@ INJECTORS: dict[str, Callable[[_Image], Injected | None]] = {
 }
 
 
-def inject(al: Allocator, code: str) -> Injected | None:
+def inject(al: Allocator, code: str, log: list | None = None) -> Injected | None:
     """Plant the breach `code` in al's image; None when this state has no
-    place for it (e.g. a second area for list-node-wrong-area)."""
-    return INJECTORS[code](_Image(al))
+    place for it (e.g. a second area for list-node-wrong-area). With `log`,
+    every write is appended to it as (address, old bytes, new bytes)."""
+    return INJECTORS[code](_Image(al, log))
 
 
 def scenario_ranges(layout: Layout) -> tuple[int, int]:

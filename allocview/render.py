@@ -1,0 +1,307 @@
+"""Presentation, in one place for gdb and the CLI alike.
+
+Views turn model objects into a `Doc`: lines of styled spans and tables.
+`emit` writes a Doc with rich when it is importable (colour, box tables)
+and as plain text otherwise (gdb without the venv, `--no-color` pipes).
+Nothing here reads memory or decides what is healthy.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+
+from model.findings import CODES, Finding, Severity
+from model.layout import Status
+from model.snapshot import AreaSnapshot, Snapshot
+from model.stats import AreaStats, Why
+
+__all__ = ["Doc", "Table", "emit", "to_text", "areas_view", "lists_view", "findings_view",
+           "stats_view", "why_view", "map_view", "page_view", "diff_view", "human_size"]
+
+Span = tuple[str, str]          # (text, style); style "" is plain
+
+
+@dataclass
+class Table:
+    columns: list[str]
+    rows: list[list[str | Span]] = field(default_factory=list)
+    title: str = ""
+    right: set[int] = field(default_factory=set)     # right-justified column indexes
+
+    def add(self, *cells: str | Span) -> None:
+        self.rows.append(list(cells))
+
+
+@dataclass
+class Doc:
+    parts: list = field(default_factory=list)        # list[list[Span]] lines and Tables
+
+    def line(self, *spans: str | Span) -> "Doc":
+        self.parts.append([s if isinstance(s, tuple) else (s, "") for s in spans])
+        return self
+
+    def table(self, t: Table) -> "Doc":
+        self.parts.append(t)
+        return self
+
+    def extend(self, other: "Doc") -> "Doc":
+        self.parts.extend(other.parts)
+        return self
+
+
+STATUS_STYLE = {Status.FRESH: "green", Status.FREE: "bright_green", Status.ALLOCATED: "red",
+                Status.SPECIAL: "yellow", Status.INVALID: "bold magenta"}
+SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
+
+
+def human_size(nbytes: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if nbytes < 1024 or unit == "TiB":
+            return f"{nbytes:g} {unit}" if unit == "B" else f"{nbytes:.4g} {unit}"
+        nbytes /= 1024
+    return str(nbytes)
+
+
+# ------------------------------------------------------------------ output
+def to_text(doc: Doc, *, color: bool = False, width: int = 100) -> str:
+    """Plain text unless colour is wanted and rich is there: pipes, logs
+    and tests get stable, unwrapped columns."""
+    if not color:
+        return _plain(doc)
+    try:
+        import rich  # noqa: F401
+    except ImportError:
+        return _plain(doc)
+    return _rich(doc, width)
+
+
+def emit(doc: Doc, write, *, color: bool = False, width: int = 100) -> None:
+    write(to_text(doc, color=color, width=width))
+
+
+def _cell_text(c: str | Span) -> str:
+    return c[0] if isinstance(c, tuple) else c
+
+
+def _plain(doc: Doc) -> str:
+    out = []
+    for part in doc.parts:
+        if isinstance(part, Table):
+            if part.title:
+                out.append(part.title)
+            cols = len(part.columns)
+            texts = [[_cell_text(c) for c in row] + [""] * (cols - len(row)) for row in part.rows]
+            widths = [max([len(part.columns[i])] + [len(r[i]) for r in texts]) for i in range(cols)]
+
+            def fmt(cells):
+                return "  ".join(c.rjust(widths[i]) if i in part.right else c.ljust(widths[i])
+                                 for i, c in enumerate(cells)).rstrip()
+            out.append(fmt(part.columns))
+            out.append("  ".join("-" * w for w in widths))
+            out += [fmt(r) for r in texts]
+        else:
+            out.append("".join(t for t, _ in part))
+    return "\n".join(out) + "\n"
+
+
+def _rich(doc: Doc, width: int) -> str:
+    from rich.console import Console
+    from rich.table import Table as RTable
+    from rich.text import Text
+
+    buf = io.StringIO()
+    con = Console(file=buf, force_terminal=True, width=width, color_system="standard",
+                  highlight=False, soft_wrap=False, emoji=False, markup=False)
+    for part in doc.parts:
+        if isinstance(part, Table):
+            t = RTable(title=part.title or None, title_justify="left", show_edge=False,
+                       header_style="bold", pad_edge=False, box=None)
+            for i, c in enumerate(part.columns):
+                t.add_column(c, justify="right" if i in part.right else "left", no_wrap=True)
+            for row in part.rows:
+                t.add_row(*[Text(*c) if isinstance(c, tuple) else Text(c) for c in row])
+            con.print(t)
+        else:
+            con.print(Text.assemble(*[(t, s or "") for t, s in part]))
+    return buf.getvalue()
+
+
+# ------------------------------------------------------------------- views
+def areas_view(snap: Snapshot, stats: list[AreaStats]) -> Doc:
+    by_slot = {s.slot: s for s in stats}
+    t = Table(["slot", "name", "pfns", "size", "page_states", "max_order", "fresh", "free",
+               "allocated", "special", "largest", "frag"], right={0, 3, 5, 6, 7, 8, 9, 10, 11})
+    ps = snap.layout.page_size
+    for a in snap.areas:
+        s = by_slot.get(a.slot)
+        rng = f"[{a.base:#x}, {a.top:#x})"
+        mo = "-" if a.max_order is None else str(a.max_order)
+        if s is None:
+            t.add(str(a.slot), a.name, rng, "", f"{a.page_states:#x}", mo,
+                  ("not decoded" if a.initialised else "not in areas_mask", "yellow"))
+            continue
+        t.add(str(a.slot), a.name, rng, human_size(a.pages * ps), f"{a.page_states:#x}", mo,
+              str(s.fresh), str(s.free), str(s.allocated), str(s.special),
+              "-" if s.largest_order is None else f"{human_size(s.largest_pages * ps)}",
+              f"{s.fragmentation:.2f}")
+    doc = Doc().table(t)
+    mask = "unreadable" if snap.areas_mask is None else f"{snap.areas_mask:#x}"
+    doc.line(f"format {snap.layout.format} ({snap.format_reason}); arch {snap.layout.arch.name}; "
+             f"areas_mask {mask}")
+    return doc
+
+
+def lists_view(snap: Snapshot, slot: int | None = None, order: int | None = None,
+               limit: int = 8) -> Doc:
+    doc = Doc()
+    for a in snap.areas:
+        if not a.decoded or (slot is not None and a.slot != slot):
+            continue
+        t = Table(["order", "blocks", "pages", "nodes (from head.next)", "end"], right={0, 1, 2},
+                  title=f"area {a.slot} {a.name}: free lists")
+        for k, w in enumerate(a.freelists):
+            if order is not None and k != order:
+                continue
+            if not w.nodes and w.complete and order is None:
+                continue
+            shown = ", ".join(f"{n:#x}" for n in w.nodes[:limit])
+            if len(w.nodes) > limit:
+                shown += f", ... (+{len(w.nodes) - limit})"
+            end = ("ok", "") if w.complete else (f"{w.end} at {w.end_pointer:#x}", "bold red")
+            t.add(str(k), str(len(w.nodes)), str(len(w.nodes) << k), shown or "(empty)", end)
+        doc.table(t)
+    if not doc.parts:
+        doc.line(("no such area or list", "yellow"))
+    return doc
+
+
+def findings_view(findings: list[Finding], *, explain: bool = True) -> Doc:
+    doc = Doc()
+    if not findings:
+        return doc.line(("no findings", "green"))
+    counts = {s: sum(1 for f in findings if f.severity is s) for s in Severity}
+    doc.line(*[(f"{counts[s]} {s}{'s' if counts[s] != 1 else ''}", SEVERITY_STYLE[s])
+               for s in sorted(Severity, reverse=True) if counts[s]][:1],
+             *[(f", {counts[s]} {s}{'s' if counts[s] != 1 else ''}", SEVERITY_STYLE[s])
+               for s in sorted(Severity, reverse=True) if counts[s]][1:])
+    codes: dict[str, list[Finding]] = {}
+    for f in findings:
+        codes.setdefault(f.code, []).append(f)
+    for code, fs in codes.items():
+        sev = fs[0].severity
+        doc.line((f"{sev}", SEVERITY_STYLE[sev]), (f" {code}", "bold"),
+                 (f" ({len(fs)})" if len(fs) > 1 else "", ""),
+                 (f": {CODES.get(code, '')}" if explain else "", "dim"))
+        for f in fs[:20]:
+            where = f"slot {f.slot} " if f.slot is not None else ""
+            addr = f"{f.address:#x} " if f.address is not None else ""
+            doc.line("  ", (where + addr, "cyan"), f.message)
+        if len(fs) > 20:
+            doc.line(f"  ... {len(fs) - 20} more")
+    return doc
+
+
+def stats_view(snap: Snapshot, stats: list[AreaStats]) -> Doc:
+    doc = Doc()
+    ps = snap.layout.page_size
+    for s in stats:
+        orders = sorted(s.free_blocks)
+        t = Table(["order", "block size", "free blocks", "free pages", "share"], right={0, 1, 2, 3},
+                  title=f"area {s.slot} {s.name}: {s.free_pages} free of {s.pages} pages, "
+                        f"largest {human_size(s.largest_pages * ps)}, fragmentation "
+                        f"{s.fragmentation:.2f}")
+        for k in orders:
+            pages = s.free_blocks[k] << k
+            share = pages / s.free_pages if s.free_pages else 0
+            t.add(str(k), human_size(ps << k), str(s.free_blocks[k]), str(pages),
+                  ("#" * max(1, round(share * 30)) + f" {share:.0%}", "green"))
+        doc.table(t)
+    return doc
+
+
+def why_view(w: Why, request: str) -> Doc:
+    doc = Doc()
+    if w.ok:
+        doc.line((f"{request}: yes", "bold green"),
+                 f", from area {w.slot}: block {w.block:#x} (order {w.block_order}) -> {w.result:#x}")
+    else:
+        doc.line((f"{request}: no", "bold red"), ", alloc would return NULL")
+    for r in w.reasons:
+        doc.line("  ", r)
+    return doc
+
+
+_MAP_CHARS = {Status.FRESH: ",", Status.FREE: ".", Status.ALLOCATED: "#",
+              Status.SPECIAL: "S", Status.INVALID: "!"}
+
+
+def map_cells(area: AreaSnapshot, enc, ncells: int) -> list[Status]:
+    """The dominant status of each of ncells equal slices of the area."""
+    classes = bytes(int(enc.table[b][0]) for b in range(256))
+    t = area.metadata.translate(classes)
+    n = len(t)
+    cells = []
+    for c in range(ncells):
+        lo, hi = n * c // ncells, max(n * (c + 1) // ncells, n * c // ncells + 1)
+        counts = [t.count(s, lo, hi) for s in range(5)]
+        if counts[Status.INVALID]:
+            cells.append(Status.INVALID)
+        elif counts[Status.SPECIAL] and counts[Status.SPECIAL] * 8 >= hi - lo:
+            cells.append(Status.SPECIAL)
+        else:
+            cells.append(Status(max(range(4), key=lambda s: counts[s])))
+    return cells
+
+
+def map_view(snap: Snapshot, slot: int | None = None, width: int = 80, rows: int = 8) -> Doc:
+    doc = Doc()
+    ps = snap.layout.page_size
+    cols = max(16, width - 2)
+    for a in snap.areas:
+        if not a.decoded or (slot is not None and a.slot != slot) or not a.pages:
+            continue
+        ncells = min(cols * rows, a.pages)
+        cells = map_cells(a, snap.layout.encoding, ncells)
+        per = a.pages / ncells
+        doc.line((f"area {a.slot} {a.name}", "bold"),
+                 f"  [{snap.virt(a.base):#x}, {snap.virt(a.top):#x})  {human_size(a.pages * ps)}, "
+                 f"one cell = {human_size(int(per * ps))}")
+        for r in range(0, ncells, cols):
+            doc.line(*[(_MAP_CHARS[s], STATUS_STYLE[s]) for s in cells[r:r + cols]])
+    doc.line("legend: ", *[(f"{ch} {st.name.lower()}  ", STATUS_STYLE[st])
+                           for st, ch in _MAP_CHARS.items()])
+    return doc
+
+
+def page_view(info: dict) -> Doc:
+    doc = Doc()
+    if not info.get("area"):
+        return doc.line((f"{info['address']:#x} is in no area", "yellow"))
+    doc.line((f"{info['address']:#x}", "bold"), f": pfn {info['pfn']:#x} in area {info['slot']} "
+             f"{info['area']}")
+    if info.get("block") is None:
+        return doc.line(("  no consistent block covers it", "red"),
+                        f" (metadata byte {info['byte']:#04x})")
+    st = info["status"]
+    doc.line(f"  block {info['block']:#x}, order {info['order']} "
+             f"({info['pages']} page{'s' if info['pages'] > 1 else ''}), ",
+             (st, STATUS_STYLE.get(Status[st.upper()], "")), f", byte {info['byte']:#04x}")
+    if info.get("list") is not None:
+        doc.line(f"  on list {info['list']} at position {info['position']} of {info['list_len']}")
+    elif st in ("free", "fresh"):
+        doc.line(("  on no free list", "bold red"))
+    if info.get("buddy") is not None:
+        doc.line(f"  buddy {info['buddy']:#x}: {info['buddy_state']}")
+    return doc
+
+
+def diff_view(events: list, name_a: str, name_b: str) -> Doc:
+    doc = Doc()
+    if not events:
+        return doc.line(f"no change between {name_a} and {name_b}")
+    doc.line(f"{len(events)} change(s) from {name_a} to {name_b}:")
+    t = Table(["what", "address", "order", "detail"], right={2})
+    for e in events:
+        t.add((e.kind, "bold"), f"{e.address:#x}", str(e.order), e.detail)
+    return doc.table(t)

@@ -1,0 +1,2 @@
+"""allocview inside gdb. The only package that imports `gdb`; sourced via
+gdbext/alloc.py."""

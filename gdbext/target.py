@@ -1,0 +1,137 @@
+"""gdb as a source: memory, the program's layout and its allocator symbols.
+
+Everything here asks gdb lazily and caches per objfile set (the Linux
+lx-* `CachedType` idea): importing this module touches no target.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gdb  # type: ignore[import-not-found]
+
+from model.errors import LayoutError, MemoryReadError
+from model.layout import Layout, layout_for
+
+__all__ = ["GdbMemory", "Program", "program", "forget", "GDB_ARCHES"]
+
+GDB_ARCHES = {"i386:x86-64": "x86_64", "i386:x64-32": "x86_64", "i386": "i386",
+              "s390:64-bit": "s390x", "aarch64": "aarch64", "arm": "arm",
+              "riscv:rv64": "riscv64", "powerpc:common64": "ppc64"}
+
+
+class GdbMemory:
+    """model's Memory over `Inferior.read_memory`: one remote read per
+    call, so callers read big ranges (metadata) in one go."""
+
+    def __init__(self, inferior=None):
+        self.inferior = inferior or gdb.selected_inferior()
+        self.reads = 0
+
+    def read(self, addr: int, size: int) -> bytes:
+        self.reads += 1
+        try:
+            return self.inferior.read_memory(addr, size).tobytes()
+        except gdb.MemoryError as e:
+            raise MemoryReadError(addr, size, str(e)) from None
+        except (OverflowError, ValueError) as e:
+            raise MemoryReadError(addr, size, str(e)) from None
+
+
+@dataclass(frozen=True)
+class Program:
+    arch: str
+    layout: Layout
+    layout_source: str          # "DWARF" or "built-in table"
+    areas_addr: int
+    mask_addr: int
+    symbols: dict
+
+
+_cached: Program | None = None
+
+
+def forget(*_args) -> None:
+    """Drop what we learnt about the program (a new objfile was loaded)."""
+    global _cached
+    _cached = None
+
+
+def _arch_name() -> str:
+    try:
+        name = gdb.selected_inferior().architecture().name()
+    except (gdb.error, AttributeError):
+        name = gdb.execute("show architecture", to_string=True).split()[-1].rstrip(".)")
+    if name not in GDB_ARCHES:
+        raise gdb.GdbError(f"allocview: gdb architecture {name!r} is not one allocview knows "
+                           f"({', '.join(sorted(set(GDB_ARCHES.values())))})")
+    return GDB_ARCHES[name]
+
+
+def address_of(names: list[str]) -> int | None:
+    for n in names:
+        try:
+            return int(gdb.parse_and_eval(f"(unsigned long)&{n}"))
+        except gdb.error:
+            continue
+    return None
+
+
+def _field_offsets(t) -> dict:
+    return {f.name: (f.bitpos // 8, f.type.sizeof, f.type) for f in t.fields()}
+
+
+def _dwarf_layout(arch: str, format_hint: str | None) -> Layout | None:
+    try:
+        t = gdb.lookup_type("struct mem_area")
+    except gdb.error:
+        return None
+    f = _field_offsets(t)
+    needed = {"base", "top", "page_states", "freelists"}
+    if not needed <= set(f):
+        raise gdb.GdbError("allocview: struct mem_area lacks " + ", ".join(sorted(needed - set(f))))
+    lo, hi = f["freelists"][2].range()
+    try:
+        areas_t = gdb.parse_and_eval("'alloc_page.c'::areas").type
+    except gdb.error:
+        areas_t = gdb.lookup_static_symbol("areas").type
+    max_areas = areas_t.range()[1] + 1
+    fmt = format_hint or ("2021" if "max_order" in f else "2020")
+    return Layout.from_offsets(arch, fmt, size=t.sizeof, base_off=f["base"][0],
+                               base_size=f["base"][1], top_off=f["top"][0],
+                               page_states_off=f["page_states"][0],
+                               max_order_off=f["max_order"][0] if "max_order" in f else None,
+                               freelists_off=f["freelists"][0], nlists=hi - lo + 1,
+                               max_areas=max_areas)
+
+
+ENTRY_POINTS = ("page_alloc_init_area", "alloc_pages_flags", "memalign_pages_flags", "free_pages",
+                "reserve_pages", "unreserve_pages", "alloc_pages_area", "alloc_pages",
+                "alloc_page", "memalign_pages_area", "memalign_pages", "alloc_pages_special",
+                "free_pages_special")
+
+
+def program(format_hint: str | None = None) -> Program:
+    """What the allocator looks like in the program gdb has loaded."""
+    global _cached
+    if _cached is not None and (format_hint is None or _cached.layout.format == format_hint):
+        return _cached
+    if not gdb.objfiles():
+        raise gdb.GdbError("allocview: no program loaded; `file TEST.elf` first")
+    arch = _arch_name()
+    areas = address_of(["'alloc_page.c'::areas", "areas"])
+    mask = address_of(["'alloc_page.c'::areas_mask", "areas_mask"])
+    if areas is None or mask is None:
+        raise gdb.GdbError("allocview: no `areas`/`areas_mask` symbols: this program has no "
+                           "kvm-unit-tests page allocator (or it is stripped)")
+    try:
+        layout = _dwarf_layout(arch, format_hint)
+        source = "DWARF"
+    except LayoutError as e:
+        raise gdb.GdbError(f"allocview: {e}") from None
+    if layout is None:
+        hint = format_hint or ("2021" if address_of(["alloc_pages_flags"]) else "2020")
+        layout, source = layout_for(arch, hint), "built-in table (no debug info)"
+    syms = {n: a for n in ENTRY_POINTS if (a := address_of([n])) is not None}
+    _cached = Program(arch, layout, source, areas, mask, syms)
+    return _cached

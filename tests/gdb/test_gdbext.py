@@ -1,0 +1,136 @@
+"""The gdb extension, in a real gdb attached to the fixture guest under
+QEMU: every command, the JSON report against the reference model, and each
+planted breach found at its address."""
+
+import json
+import re
+
+import pytest
+
+from harness.replay import replay
+from model.check import check
+from model.findings import Severity
+from model.inject import INJECTORS, inject
+from model.report import report
+from model.snapshot import decode
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
+VARIANTS = ["x86_64-2021", "x86_64-2020", "i386-2021", "i386-2020"]
+
+
+def sourced(gdb):
+    gdb.cli(f"source {ROOT}/gdbext/alloc.py")
+    return gdb
+
+
+def model_report(guest, n):
+    al = replay(guest, n).allocator
+    snap = decode(al.memory, al.layout, al.areas_addr, al.mask_addr)
+    return report(snap, check(snap)), al
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("checkpoint", [1, 2, 5])
+def test_json_report_equals_the_models_view(guest_at, variant, checkpoint, tmp_path):
+    g = guest_at(variant, checkpoint)
+    gdb = sourced(g.gdb)
+    out = tmp_path / "r.json"
+    gdb.cli(f"alloc report --json {out}")
+    got = json.loads(out.read_text())
+    want, _ = model_report(g, checkpoint)
+    assert got == want
+    assert [f for f in got["findings"] if f["severity"] == "error"] == []
+    assert got["format"] == variant.split("-")[1]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_command_at_a_fragmented_stop(guest_at, variant):
+    g = guest_at(variant, 3)
+    gdb = sourced(g.gdb)
+    pc_before = gdb.print_int("$pc")
+    fmt = variant.split("-")[1]
+    areas = gdb.cli("alloc areas")
+    assert "LOW" in areas and f"format {fmt}" in areas
+    found = json.loads(gdb.cli("alloc check --json"))
+    assert [f for f in found if f["severity"] == "error"] == []
+    assert "no findings" in gdb.cli("alloc check") or found
+    stats = gdb.cli("alloc stats")
+    assert re.search(r"area \d \w+: \d+ free of \d+ pages", stats)
+    lists = gdb.cli("alloc lists")
+    assert "nodes (from head.next)" in lists and "ok" in lists
+    special = gdb.cli("alloc map")
+    assert "legend:" in special and "S" in special          # checkpoint 3 holds reserved pages
+    why = gdb.cli("alloc why 0")
+    assert "yes, from area" in why
+    assert "alloc would return NULL" in gdb.cli("alloc why 19")  # above every block on i386 too
+    al = replay(g, 3).allocator
+    k, node = next((k, n) for k in range(al.layout.nlists) for n in al.freelist(2, k))
+    page = gdb.cli(f"alloc page {node:#x} + 5")
+    assert f"block {node:#x}, order {k}" in page and "on list" in page and "buddy" in page
+    byte = al.area(2).meta[al.pfn(node) - al.area(2).base]
+    status = "fresh" if fmt == "2021" and byte < 0x40 else "free"
+    assert gdb.cli(f"print $alloc_status({node:#x})").strip().endswith(f'"{status}"')
+    assert int(gdb.cli(f"print $alloc_order({node:#x})").split("=")[1]) == k
+    assert "vmalloc" in gdb.cli("alloc vmalloc vm_ptrs[0]")
+    assert "region(s) allocated" in gdb.cli("alloc phys")
+    assert "format auto" in gdb.cli("alloc format")
+    printed = gdb.cli("print 'alloc_page.c'::areas[2]")
+    assert "free lists {" in printed and "freelists" not in printed
+    # read-only: the guest did not move
+    assert gdb.print_int("$pc") == pc_before
+    assert g.query_status() != "running"
+
+
+def test_snapshot_and_diff_between_two_stops(make_guest):
+    g = make_guest("x86_64-2021")
+    gdb = sourced(g.stop_at_checkpoint(2))
+    gdb.cli("alloc snapshot two")
+    gdb.run_to_checkpoint(3)
+    text = gdb.cli("alloc diff two")
+    assert "reserved" in text
+    assert re.search(r"\d+ change\(s\) from two to now", text)
+    gdb.cli("alloc snapshot three")
+    assert "no change between two and two" in gdb.cli("alloc diff two two")
+
+
+def test_sourcing_twice_registers_once_and_errors_are_one_line(make_guest):
+    g = make_guest("x86_64-2021")
+    gdb = g.gdb
+    gdb.cli(f"source {ROOT}/gdbext/alloc.py")
+    gdb.cli(f"source {ROOT}/gdbext/alloc.py")
+    helptext = gdb.cli("help alloc")
+    assert helptext.count("alloc areas --") == 1
+    with pytest.raises(Exception, match="invalid choice"):
+        gdb.cli("alloc format 2019")
+    with pytest.raises(Exception, match="alloc why: error|the following arguments are required"):
+        gdb.cli("alloc why")
+
+
+FORMAT_OF = {v: v.split("-")[1] for v in VARIANTS}
+
+
+@pytest.mark.parametrize("variant", ["x86_64-2021", "i386-2020"])
+def test_planted_breaches_are_found_at_their_address(make_guest, variant):
+    g = make_guest(variant)
+    gdb = sourced(g.stop_at_checkpoint(3))
+    base = replay(g, 3).allocator
+    for code in sorted(INJECTORS):
+        al = replay(g, 3).allocator
+        log: list = []
+        planted = inject(al, code, log)
+        if planted is None:
+            continue
+        for addr, _old, new in log:
+            for i, b in enumerate(new):
+                gdb.cli(f"set var *(unsigned char *){addr + i:#x} = {b:#x}")
+        found = json.loads(gdb.cli("alloc check --json"))
+        hits = [f for f in found if f["code"] == code and f["address"] == planted.address]
+        assert hits, (code, found)
+        errors = [f for f in found if f["severity"] == "error" and f not in hits]
+        assert errors == [], (code, errors)
+        for addr, old, _new in reversed(log):
+            for i, b in enumerate(old):
+                gdb.cli(f"set var *(unsigned char *){addr + i:#x} = {b:#x}")
+        clean = json.loads(gdb.cli("alloc check --json"))
+        assert [f for f in clean if f["severity"] == "error"] == [], code
+    assert base is not None
