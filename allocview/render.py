@@ -305,3 +305,40 @@ def diff_view(events: list, name_a: str, name_b: str) -> Doc:
     for e in events:
         t.add((e.kind, "bold"), f"{e.address:#x}", str(e.order), e.detail)
     return doc.table(t)
+
+
+_SVG_FILL = {Status.FRESH: "#9be39b", Status.FREE: "#2eaa4a", Status.ALLOCATED: "#d9534f",
+             Status.SPECIAL: "#f0ad4e", Status.INVALID: "#8e44ad"}
+
+
+def map_svg(snap: Snapshot, slot: int | None = None, cols: int = 128, cell: int = 6) -> str:
+    """The map as an SVG picture: one square per slice of each area."""
+    ps = snap.layout.page_size
+    parts, y = [], 20
+    for a in snap.areas:
+        if not a.decoded or (slot is not None and a.slot != slot) or not a.pages:
+            continue
+        ncells = min(cols * 32, a.pages)
+        cells = map_cells(a, snap.layout.encoding, ncells)
+        parts.append(f'<text x="0" y="{y}" font-family="monospace" font-size="12">area {a.slot} '
+                     f'{a.name}: [{snap.virt(a.base):#x}, {snap.virt(a.top):#x}) '
+                     f'{human_size(a.pages * ps)}</text>')
+        y += 6
+        for i, st in enumerate(cells):
+            parts.append(f'<rect x="{(i % cols) * cell}" y="{y + (i // cols) * cell}" '
+                         f'width="{cell}" height="{cell}" fill="{_SVG_FILL[st]}"/>')
+        y += ((ncells + cols - 1) // cols) * cell + 24
+    x = 0
+    for st, fill in _SVG_FILL.items():
+        parts.append(f'<rect x="{x}" y="{y - 10}" width="10" height="10" fill="{fill}"/>'
+                     f'<text x="{x + 14}" y="{y}" font-family="monospace" font-size="12">'
+                     f'{st.name.lower()}</text>')
+        x += 110
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{cols * cell}" height="{y + 10}">'
+            + "".join(parts) + "</svg>\n")
+
+
+def map_html(snap: Snapshot, svg: str) -> str:
+    return ("<!doctype html><meta charset=utf-8><title>allocview map</title>"
+            f"<h1>allocview: {snap.layout.arch.name}, format {snap.layout.format}</h1>\n"
+            + svg)

@@ -1,0 +1,346 @@
+"""`allocview`: the allocator's views and checks from every source QEMU
+offers, outside gdb.
+
+    allocview [SOURCE] [--elf TEST.elf] COMMAND [ARGS] [--json]
+
+Exit status: 0 no error findings, 1 error findings (report, check), 2 could
+not inspect (usage, unreadable source, missing symbols); always one line on
+stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from model.check import check, errors
+from model.constants import FLAG_FRESH
+from model.diff import diff
+from model.errors import AllocviewError
+from model.layout import ARCHES, layout_for
+from model.memory import CachedMemory
+from model.query import describe_page
+from model.report import report
+from model.snapshot import Snapshot, decode
+from model.stats import stats, why
+
+from . import render
+from .errors import SymbolError
+
+EXIT_OK, EXIT_FINDINGS, EXIT_CANNOT = 0, 1, 2
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+
+
+def _source_options(p: argparse.ArgumentParser, suppress: bool) -> None:
+    d = (lambda v: argparse.SUPPRESS) if suppress else (lambda v: v)
+    g = p.add_argument_group("source (one of --dump, --memfile, --qmp, --gdb)")
+    g.add_argument("--dump", metavar="FILE", default=d(None),
+                   help="a dump-guest-memory ELF, or a raw pmemsave file with --base")
+    g.add_argument("--base", metavar="ADDR", type=_int, default=d(None),
+                   help="guest physical address of a raw dump's first byte")
+    g.add_argument("--memfile", metavar="PATH", default=d(None),
+                   help="guest RAM shared through memory-backend-file,share=on")
+    g.add_argument("--machine", choices=["pc", "q35"], default=d("pc"),
+                   help="where --memfile RAM sits below/above 4 GiB (default pc)")
+    g.add_argument("--qmp", metavar="SOCKET", default=d(None),
+                   help="QEMU's QMP socket: reads via pmemsave (pausing the guest only while "
+                        "reading), or just pauses beside --memfile")
+    g.add_argument("--gdb", metavar="HOST:PORT", default=d(None), help="a QEMU gdb stub")
+    s = p.add_argument_group("program")
+    s.add_argument("--elf", metavar="TEST.elf", default=d(None),
+                   help="the test's ELF: symbols and the struct layout (DWARF)")
+    s.add_argument("--arch", choices=sorted(ARCHES), default=d(None),
+                   help="guest arch when the ELF has no DWARF (or none is given)")
+    s.add_argument("--format", choices=["2020", "2021", "auto"], default=d("auto"),
+                   help="metadata byte encoding (default: detect)")
+    s.add_argument("--areas", metavar="ADDR", type=_int, default=d(None),
+                   help="address of areas[] (without --elf)")
+    s.add_argument("--mask", metavar="ADDR", type=_int, default=d(None),
+                   help="address of areas_mask (without --elf)")
+    s.add_argument("--phys-offset", metavar="OFF", type=_int, default=d(0),
+                   help="virtual minus physical address of guest RAM (default 0, identity)")
+    o = p.add_argument_group("output")
+    o.add_argument("--json", action="store_true", default=d(False), help="JSON on stdout")
+    o.add_argument("--no-color", action="store_true", default=d(False), help="plain text")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="allocview", description=__doc__.split("\n\n")[0],
+                                epilog="Exit status: 0 clean, 1 error findings, 2 cannot inspect.")
+    _source_options(p, suppress=False)
+    common = argparse.ArgumentParser(add_help=False)
+    _source_options(common, suppress=True)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def cmd(name, help):
+        return sub.add_parser(name, help=help, description=help, parents=[common])
+
+    cmd("report", "areas, free lists summary and findings")
+    cmd("check", "every invariant; exit 1 on error findings")
+    cmd("areas", "the areas: slot, pfn range, size, page counts")
+    c = cmd("lists", "the free lists, node by node")
+    c.add_argument("--slot", type=int)
+    c.add_argument("--order", type=int)
+    c.add_argument("-n", "--nodes", type=int, default=8, help="nodes shown per list")
+    c = cmd("page", "the page holding an address: block, status, list, buddy")
+    c.add_argument("address", type=_int)
+    cmd("stats", "free blocks per order, largest block, fragmentation")
+    c = cmd("why", "would alloc(ORDER) succeed now, from where, and if not why")
+    c.add_argument("order", type=int)
+    c.add_argument("--align", type=int, help="alignment order (default: ORDER)")
+    c.add_argument("--area", nargs="+", default=[], help="area names or slot numbers")
+    c.add_argument("--fresh", action="store_true", help="FLAG_FRESH (2021)")
+    c = cmd("map", "a picture of each area by page status")
+    c.add_argument("--slot", type=int)
+    c.add_argument("--rows", type=int, default=8)
+    c.add_argument("--svg", metavar="FILE", help="write the map as SVG")
+    c.add_argument("--html", metavar="FILE", help="write the map as an HTML page")
+    c = cmd("diff", "what changed between two dumps (or saved snapshots)")
+    c.add_argument("a")
+    c.add_argument("b")
+    c = cmd("save", "save what the allocator's state is made of as a small ELF dump "
+                    "(for diff, replay or a bug report)")
+    c.add_argument("file")
+    c = cmd("watch", "refresh stats and the map of a running guest (QMP or memfile)")
+    c.add_argument("--interval", type=float, default=2.0)
+    c.add_argument("--count", type=int, default=0, help="stop after N refreshes (0: never)")
+    return p
+
+
+# ------------------------------------------------------------- inspection
+def _program(args):
+    """(layout, areas_addr, mask_addr) from --elf, or from --arch/--areas/--mask."""
+    fmt = None if args.format == "auto" else args.format
+    if args.elf:
+        from .symbols import load_program
+        prog = load_program(args.elf, arch=args.arch, format=fmt)
+        layout = prog.layout or layout_for(prog.arch, fmt or prog.format_hint)
+        areas = args.areas if args.areas is not None else prog.symbols.get("areas")
+        mask = args.mask if args.mask is not None else prog.symbols.get("areas_mask")
+        if areas is None or mask is None:
+            raise SymbolError(f"{args.elf}: no areas/areas_mask symbols; give --areas and --mask")
+        return layout, areas, mask
+    if args.arch and args.areas is not None and args.mask is not None:
+        return layout_for(args.arch, fmt or "2021"), args.areas, args.mask
+    raise SymbolError("give --elf TEST.elf (or --arch, --areas ADDR and --mask ADDR)")
+
+
+def _open(args, dump=None):
+    from .sources import open_source
+    return open_source(dump=dump or args.dump, raw_base=args.base if not dump else None,
+                       memfile=None if dump else args.memfile, qmp=None if dump else args.qmp,
+                       gdb=None if dump else args.gdb, elf=args.elf,
+                       phys_offset=args.phys_offset, machine=args.machine, arch=args.arch)
+
+
+def snapshot_of(args, dump=None, keep: list | None = None) -> Snapshot:
+    layout, areas, mask = _program(args)
+    fmt = None if args.format == "auto" else args.format
+    with _open(args, dump) as src:
+        mem = CachedMemory(src)
+        snap = decode(mem, layout, areas, mask, format=fmt, phys_offset=args.phys_offset)
+        if keep is not None:
+            keep.extend(mem._cache.items())
+    return snap
+
+
+# ---------------------------------------------------------------- output
+def _color(args) -> bool:
+    return not args.no_color and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+
+
+def _width() -> int:
+    try:
+        return max(60, min(os.get_terminal_size().columns, 200))
+    except OSError:
+        return 100
+
+
+def _show(args, doc: render.Doc) -> None:
+    sys.stdout.write(render.to_text(doc, color=_color(args), width=_width()))
+
+
+def _json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, indent=1) + "\n")
+
+
+def _area_bits(names: list[str], snap: Snapshot) -> int:
+    bits = 0
+    for n in names:
+        slot = next((s for s in snap.layout.slots if s.name.lower() == n.lower()), None)
+        if slot is not None:
+            bits |= 1 << slot.number
+        elif n.isdigit():
+            bits |= 1 << int(n)
+        else:
+            raise AllocviewError(f"no area named {n!r} "
+                                 f"({', '.join(s.name for s in snap.layout.slots)})")
+    return bits
+
+
+# --------------------------------------------------------------- commands
+def run_report(args) -> int:
+    snap = snapshot_of(args)
+    found = check(snap)
+    if args.json:
+        _json(report(snap, found))
+    else:
+        _show(args, render.areas_view(snap, stats(snap)).extend(render.findings_view(found)))
+    return EXIT_FINDINGS if errors(found) else EXIT_OK
+
+
+def run_check(args) -> int:
+    found = check(snapshot_of(args))
+    if args.json:
+        _json([f.to_json() for f in found])
+    else:
+        _show(args, render.findings_view(found))
+    return EXIT_FINDINGS if errors(found) else EXIT_OK
+
+
+def run_areas(args) -> int:
+    snap = snapshot_of(args)
+    if args.json:
+        _json(report(snap, [])["areas"])
+    else:
+        _show(args, render.areas_view(snap, stats(snap)))
+    return EXIT_OK
+
+
+def run_lists(args) -> int:
+    snap = snapshot_of(args)
+    if args.json:
+        _json({str(a.slot): {str(k): {"nodes": list(w.nodes), "end": w.end}
+                             for k, w in enumerate(a.freelists)
+                             if w.nodes or not w.complete}
+               for a in snap.areas if a.decoded and (args.slot is None or a.slot == args.slot)})
+    else:
+        _show(args, render.lists_view(snap, args.slot, args.order, args.nodes))
+    return EXIT_OK
+
+
+def run_page(args) -> int:
+    info = describe_page(snapshot_of(args), args.address)
+    if args.json:
+        _json(info)
+    else:
+        _show(args, render.page_view(info))
+    return EXIT_OK
+
+
+def run_stats(args) -> int:
+    snap = snapshot_of(args)
+    st = stats(snap)
+    if args.json:
+        _json([s.to_json() for s in st])
+    else:
+        _show(args, render.stats_view(snap, st))
+    return EXIT_OK
+
+
+def run_why(args) -> int:
+    snap = snapshot_of(args)
+    flags = (FLAG_FRESH if args.fresh else 0) | _area_bits(args.area, snap)
+    w = why(snap, args.order, args.align, flags)
+    if args.json:
+        _json(w.to_json())
+    else:
+        req = f"alloc order {args.order}" + (f" align {args.align}" if args.align is not None else "")
+        _show(args, render.why_view(w, req + (f" flags {flags:#x}" if flags else "")))
+    return EXIT_OK
+
+
+def run_map(args) -> int:
+    snap = snapshot_of(args)
+    if args.svg or args.html:
+        svg = render.map_svg(snap, args.slot)
+        for path, text in ((args.svg, svg), (args.html, render.map_html(snap, svg))):
+            if path:
+                with open(path, "w") as f:
+                    f.write(text)
+                print(f"allocview: map written to {path}", file=sys.stderr)
+        return EXIT_OK
+    if args.json:
+        _json({str(a.slot): [c.name.lower() for c in render.map_cells(a, snap.layout.encoding,
+                                                                       min(a.pages, 512))]
+               for a in snap.areas if a.decoded})
+    else:
+        _show(args, render.map_view(snap, args.slot, _width(), args.rows))
+    return EXIT_OK
+
+
+def run_diff(args) -> int:
+    a = snapshot_of(args, dump=args.a)
+    b = snapshot_of(args, dump=args.b)
+    changes = diff(a, b)
+    if args.json:
+        _json([c.to_json() for c in changes])
+    else:
+        _show(args, render.diff_view(changes, args.a, args.b))
+    return EXIT_OK
+
+
+def run_save(args) -> int:
+    from .dumpwrite import write_elf_dump
+    kept: list = []
+    snap = snapshot_of(args, keep=kept)
+    segments = sorted((addr - args.phys_offset, data) for (addr, _size), data in kept)
+    write_elf_dump(args.file, segments, arch=snap.layout.arch.name)
+    print(f"allocview: saved {len(segments)} ranges ({sum(len(d) for _, d in segments)} bytes) "
+          f"to {args.file}", file=sys.stderr)
+    return EXIT_OK
+
+
+def run_watch(args) -> int:
+    if args.dump:
+        raise AllocviewError("watch needs a live guest: --qmp or --memfile")
+    n = 0
+    while True:
+        t = time.perf_counter()
+        snap = snapshot_of(args)
+        took = time.perf_counter() - t
+        doc = render.Doc().line(f"allocview watch: {time.strftime('%H:%M:%S')}, read in "
+                                f"{took * 1000:.0f} ms (guest paused only while reading)")
+        doc.extend(render.areas_view(snap, stats(snap)))
+        doc.extend(render.map_view(snap, None, _width(), 4))
+        if sys.stdout.isatty():
+            sys.stdout.write("\x1b[H\x1b[2J")
+        _show(args, doc)
+        sys.stdout.flush()
+        n += 1
+        if args.count and n >= args.count:
+            return EXIT_OK
+        time.sleep(args.interval)
+
+
+COMMANDS = {"report": run_report, "check": run_check, "areas": run_areas, "lists": run_lists,
+            "page": run_page, "stats": run_stats, "why": run_why, "map": run_map,
+            "diff": run_diff, "save": run_save, "watch": run_watch}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except AllocviewError as e:
+        print(f"allocview: {e}", file=sys.stderr)
+        return EXIT_CANNOT
+    except KeyboardInterrupt:
+        print("allocview: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

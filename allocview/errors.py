@@ -1,0 +1,16 @@
+"""The exceptions allocview's client raises; each message is one line that
+names the file, socket or port at fault."""
+
+from model.errors import AllocviewError
+
+__all__ = ["AllocviewError", "SourceError", "SymbolError"]
+
+
+class SourceError(AllocviewError):
+    """Guest memory cannot be inspected at all: a dump that is not one, a
+    socket that does not answer, a gdb that cannot attach."""
+
+
+class SymbolError(AllocviewError):
+    """The guest program's ELF cannot say where the allocator lives: not an
+    ELF, no `areas` symbol, an arch other than the one asked for."""

@@ -1,0 +1,135 @@
+"""Where guest bytes come from: dump files, shared RAM files, QMP, gdb.
+
+Every source is a `model.memory.Memory` (`read(addr, size) -> bytes`,
+raising `MemoryReadError`) with a lifecycle (`close`, context manager), a
+batched `read_many` and `stats`. Addresses are guest *virtual*; sources that
+see physical memory map them with `phys_offset` (virt = phys + phys_offset;
+0, the identity, on x86 and s390x kvm-unit-tests guests).
+
+Importing this package never touches a target and never imports qemu.qmp
+or pygdbmi; `open_source` imports the one it needs.
+"""
+
+from __future__ import annotations
+
+from model.errors import MemoryReadError
+
+from ..errors import SourceError
+
+__all__ = ["Source", "open_source", "SourceError"]
+
+
+class Source:
+    """Guest memory plus a lifecycle. Subclasses implement `read_phys`
+    (physical sources) or override `_read` (virtual ones, like gdb)."""
+
+    name: str = "source"
+
+    def __init__(self, name: str, *, phys_offset: int = 0):
+        self.name = name
+        self.phys_offset = phys_offset
+        self.stats: dict[str, int] = {"reads": 0, "round_trips": 0, "bytes": 0}
+        self.closed = False
+
+    # ---------------------------------------------------------------- reads
+    def read(self, addr: int, size: int) -> bytes:
+        """`size` bytes at guest virtual address `addr`, or MemoryReadError."""
+        if self.closed:
+            raise SourceError(f"{self.name}: read after close")
+        if size < 0:
+            raise MemoryReadError(addr, size, "negative size")
+        data = self._read(addr, size)
+        self.stats["reads"] += 1
+        self.stats["bytes"] += size
+        return data
+
+    def read_many(self, ranges: list[tuple[int, int]]) -> list[bytes | None]:
+        """Each (addr, size) read; None where one is unreadable. Sources with
+        round trips override this to batch."""
+        out: list[bytes | None] = []
+        for addr, size in ranges:
+            try:
+                out.append(self.read(addr, size))
+            except MemoryReadError:
+                out.append(None)
+        return out
+
+    def _read(self, addr: int, size: int) -> bytes:
+        phys = addr - self.phys_offset
+        if phys < 0:
+            raise MemoryReadError(addr, size, f"below the physical offset {self.phys_offset:#x}")
+        if not self.phys_offset:
+            return self.read_phys(phys, size)
+        try:
+            return self.read_phys(phys, size)
+        except MemoryReadError as e:     # name the address the caller asked for
+            raise MemoryReadError(addr, size, f"{e.reason} (physical {phys:#x})") from None
+
+    def read_phys(self, phys: int, size: int) -> bytes:
+        """`size` bytes at guest physical address `phys`."""
+        raise MemoryReadError(phys, size, f"{self.name} cannot read physical memory")
+
+    # ------------------------------------------------------------ lifecycle
+    def close(self) -> None:
+        """Release what the source holds; idempotent."""
+        self.closed = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}{' closed' if self.closed else ''}>"
+
+
+def open_source(*, dump: str | None = None, raw_base: int | None = None,
+                memfile: str | None = None, qmp: str | None = None, gdb: str | None = None,
+                elf: str | None = None, phys_offset: int = 0,
+                machine_ram_below_4g: int | None = None, machine: str = "pc",
+                arch: str | None = None) -> Source:
+    """The source the command line names.
+
+    dump: a dump-guest-memory ELF, or a raw pmemsave file with `raw_base`
+    (guest physical address of its first byte). memfile: a shared RAM file
+    (`machine` pc|q35 and `machine_ram_below_4g` place it); a `qmp` socket
+    beside it only pauses the guest while the source is open. qmp alone:
+    reads through pmemsave. gdb: "HOST:PORT" of a gdb stub, with `elf`
+    (symbols) and `arch`; a `qmp` socket beside it tells whether the guest
+    was running, and so whether closing resumes it.
+    """
+    memories = [k for k, v in (("--dump", dump), ("--memfile", memfile), ("--gdb", gdb)) if v]
+    if len(memories) > 1:
+        raise SourceError(f"{' and '.join(memories)}: give one memory source")
+    if raw_base is not None and not dump:
+        raise SourceError("--base applies to a raw --dump file only")
+    if dump:
+        if qmp:
+            raise SourceError("--qmp with --dump: a dump file needs no guest")
+        from .dump import open_dump
+        return open_dump(dump, raw_base=raw_base, phys_offset=phys_offset)
+    if memfile:
+        from .memfile import MemfileSource
+        pauser = None
+        if qmp:
+            from .qmp import QmpPauser
+            pauser = QmpPauser(qmp)
+        try:
+            return MemfileSource(memfile, machine=machine, below_4g=machine_ram_below_4g,
+                                 phys_offset=phys_offset, pauser=pauser)
+        except BaseException:
+            if pauser is not None:
+                pauser.close()
+            raise
+    if gdb:
+        from .gdbmi import GdbMiSource
+        resume = False
+        if qmp:
+            from .qmp import query_running
+            resume = query_running(qmp)
+        return GdbMiSource(gdb, elf=elf, arch=arch, resume=resume)
+    if qmp:
+        from .qmp import QmpSource
+        return QmpSource(qmp, phys_offset=phys_offset)
+    raise SourceError("no memory source: give --dump, --memfile, --qmp or --gdb")

@@ -1,0 +1,213 @@
+"""Guest memory through a gdb stub (QEMU -gdb / -s), driving gdb over MI
+with pygdbmi.
+
+gdb reads *virtual* memory through the CPU's current page tables, so no
+phys_offset applies. Attaching stops the guest (QEMU's stub reports it
+paused whatever it was before); closing `disconnect`s, leaving it paused,
+unless `resume=True`, which `detach`es and so lets it run (ALLOCATOR.md,
+"How to see the real thing": only QMP can tell which it was before).
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import time
+
+from model.errors import MemoryReadError
+from model.layout import ARCHES
+
+from ..errors import SourceError
+from . import Source
+
+__all__ = ["GdbMiSource", "CHUNK", "BATCH"]
+
+CHUNK = 64 << 10         # bytes per -data-read-memory-bytes: gdb answers in hex
+BATCH = 64               # commands per write: one round trip to gdb
+CONNECT_TIMEOUT = 10.0
+READ_TIMEOUT = 60.0
+
+
+def _target(address: str) -> str:
+    """gdb's `target remote` argument: "1234" means localhost:1234."""
+    return f"localhost:{address}" if address.isdigit() else address
+
+
+class GdbMiSource(Source):
+    """Guest memory read by a gdb attached to a remote stub.
+
+    target: "HOST:PORT" (or a port). elf: a program gdb loads for symbols.
+    arch: a model arch name for `set architecture` (needed without elf only
+    when the stub sends no target description). resume: detach on close
+    (the guest runs on) instead of disconnecting (it stays paused).
+    """
+
+    def __init__(self, target: str, *, elf: str | None = None, arch: str | None = None,
+                 resume: bool = False, gdb: str = "gdb", timeout: float = CONNECT_TIMEOUT):
+        super().__init__(f"gdb {target}")
+        self.target = target
+        self.label = f"--gdb {target}"
+        self.resume = resume
+        self.connected = False
+        self._token = 0
+        from pygdbmi.gdbcontroller import GdbController
+
+        try:
+            # a tiny quiet period: results are awaited by token, not by silence
+            self._mi = GdbController(command=[gdb, "--interpreter=mi3", "-nx", "-q"],
+                                     time_to_check_for_additional_output_sec=0.001)
+        except (ValueError, OSError) as e:
+            raise SourceError(f"{self.label}: cannot start gdb ({e})") from None
+        try:
+            self._setup(elf, arch, timeout)
+        except BaseException:
+            self._exit_gdb()
+            raise
+
+    @property
+    def pid(self) -> int | None:
+        proc = self._mi.gdb_process
+        return proc.pid if proc is not None else None
+
+    def _setup(self, elf: str | None, arch: str | None, timeout: float) -> None:
+        setup = ["-gdb-set confirm off", "-gdb-set pagination off",
+                 "-gdb-set tcp auto-retry off",   # refused: fail now, not after the timeout
+                 f"-gdb-set tcp connect-timeout {max(1, int(timeout))}"]
+        if elf:
+            setup.append(f"-file-exec-and-symbols {shlex.quote(elf)}")
+        if arch:
+            if arch not in ARCHES:
+                raise SourceError(f"--arch {arch}: unknown (expected one of {', '.join(ARCHES)})")
+            setup.append(f"-gdb-set architecture {ARCHES[arch].gdb_arch}")
+        for cmd, rec in zip(setup, self._mi_batch(setup, timeout)):
+            if rec["message"] == "error":
+                raise SourceError(f"{self.label}: gdb refused {cmd.split()[0]}: {_msg(rec)}")
+        rec = self._mi_batch([f"-target-select remote {_target(self.target)}"], timeout + 5)[0]
+        if rec["message"] == "error":
+            raise SourceError(f"{self.label}: cannot attach: {_msg(rec)}")
+        self.connected = True
+
+    # ------------------------------------------------------------------- MI
+    def _mi_batch(self, commands: list[str], timeout: float) -> list[dict]:
+        """Send commands in one write; their result records, in order."""
+        tokens = []
+        lines = []
+        for c in commands:
+            self._token += 1
+            tokens.append(self._token)
+            lines.append(f"{self._token}{c}")
+        self.stats["round_trips"] += 1
+        try:
+            self._mi.write(lines, timeout_sec=timeout, read_response=False)
+        except (OSError, ValueError) as e:
+            raise SourceError(f"{self.label}: gdb is gone ({e})") from None
+        results: dict[int, dict] = {}
+        deadline = time.monotonic() + timeout
+        while len(results) < len(tokens):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise SourceError(f"{self.label}: gdb gave no answer in {timeout:g} s")
+            if self._mi.gdb_process.poll() is not None:
+                raise SourceError(f"{self.label}: gdb exited "
+                                  f"(status {self._mi.gdb_process.returncode})")
+            for r in self._mi.get_gdb_response(timeout_sec=min(left, 0.5),
+                                               raise_error_on_timeout=False):
+                if r.get("type") == "result" and r.get("token") in tokens:
+                    results[r["token"]] = r
+        return [results[t] for t in tokens]
+
+    # ---------------------------------------------------------------- reads
+    def _read(self, addr: int, size: int) -> bytes:
+        got = self._read_ranges([(addr, size)])[0]
+        if isinstance(got, MemoryReadError):
+            raise got
+        return got
+
+    def read_many(self, ranges: list[tuple[int, int]]) -> list[bytes | None]:
+        out = []
+        for (addr, size), got in zip(ranges, self._read_ranges(ranges)):
+            if isinstance(got, bytes):
+                self.stats["reads"] += 1
+                self.stats["bytes"] += size
+            out.append(got if isinstance(got, bytes) else None)
+        return out
+
+    def _read_ranges(self, ranges: list[tuple[int, int]]) -> list:
+        """bytes, or the MemoryReadError, per range; BATCH commands a write."""
+        pieces: list[tuple[int, int, int]] = []           # (range index, addr, size)
+        for i, (addr, size) in enumerate(ranges):
+            for off in range(0, size, CHUNK):
+                pieces.append((i, addr + off, min(CHUNK, size - off)))
+        parts: list[list[bytes]] = [[] for _ in ranges]
+        errors: dict[int, MemoryReadError] = {}
+        for b in range(0, len(pieces), BATCH):
+            batch = pieces[b:b + BATCH]
+            recs = self._mi_batch([f"-data-read-memory-bytes {a:#x} {s}" for _, a, s in batch],
+                                  READ_TIMEOUT)
+            for (i, a, s), rec in zip(batch, recs):
+                if i in errors:
+                    continue
+                data = _contents(rec, a, s)
+                if isinstance(data, str):
+                    errors[i] = MemoryReadError(ranges[i][0], ranges[i][1], data)
+                else:
+                    parts[i].append(data)
+        return [errors.get(i) or b"".join(parts[i]) for i in range(len(ranges))]
+
+    # ------------------------------------------------------------ lifecycle
+    def close(self) -> None:
+        """Disconnect (guest stays paused) or detach (it runs: resume=True),
+        then end gdb, killing it if it does not exit."""
+        if not self.closed:
+            try:
+                if self.connected and self._mi.gdb_process.poll() is None:
+                    self._mi_batch(["-target-detach" if self.resume else "-target-disconnect"],
+                                   CONNECT_TIMEOUT)
+            except SourceError:
+                pass
+            finally:
+                self.connected = False
+                self._exit_gdb()
+        super().close()
+
+    def _exit_gdb(self) -> None:
+        proc = self._mi.gdb_process
+        if proc is None:
+            return
+        try:
+            if proc.poll() is None:
+                self._mi.write("-gdb-exit", timeout_sec=1, read_response=False)
+                proc.wait(3)
+        except (OSError, ValueError, subprocess.TimeoutExpired):
+            pass
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+        self._mi.gdb_process = None
+
+
+def _msg(rec: dict) -> str:
+    payload = rec.get("payload") or {}
+    return str(payload.get("msg", payload)) if isinstance(payload, dict) else str(payload)
+
+
+def _contents(rec: dict, addr: int, size: int) -> bytes | str:
+    """The bytes a -data-read-memory-bytes result holds for exactly
+    [addr, addr + size), or why not (gdb returns only readable blocks)."""
+    if rec["message"] != "done":
+        return _msg(rec)
+    blocks = sorted((int(m["begin"], 16), m["contents"])
+                    for m in (rec.get("payload") or {}).get("memory", []))
+    pos, out = addr, []
+    for begin, hexdata in blocks:
+        if begin != pos:
+            return f"gdb could read only part (no bytes at {pos:#x})"
+        data = bytes.fromhex(hexdata)
+        out.append(data)
+        pos += len(data)
+    if pos != addr + size:
+        return f"gdb could read only part (no bytes at {pos:#x})"
+    return b"".join(out)

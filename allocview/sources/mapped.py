@@ -1,0 +1,107 @@
+"""A file mapped into memory whose pieces stand for guest physical ranges:
+the shared core of dump, raw and memfile sources.
+
+The file is mmap'ed read-only and never read whole, so a 16 GiB dump costs
+only the pages a snapshot touches. Extents are kept sorted for bisect.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+from bisect import bisect_right
+from dataclasses import dataclass
+
+from model.errors import MemoryReadError
+
+from ..errors import SourceError
+
+__all__ = ["Extent", "MappedFile", "open_file"]
+
+
+@dataclass(frozen=True)
+class Extent:
+    """Guest physical [phys, phys + size) lives at file offset `offset`."""
+    phys: int
+    size: int
+    offset: int
+
+    @property
+    def end(self) -> int:
+        return self.phys + self.size
+
+
+def open_file(path: str, label: str):
+    """The file opened for reading, or SourceError naming it."""
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        raise SourceError(f"{label} {path}: no such file") from None
+    except IsADirectoryError:
+        raise SourceError(f"{label} {path}: is a directory") from None
+    except OSError as e:
+        raise SourceError(f"{label} {path}: cannot open: {e.strerror or e}") from None
+    return f
+
+
+class MappedFile:
+    """Extents of one open file. Reads outside every extent raise
+    MemoryReadError(`gap_reason`); reads of an extent past the end of the
+    file (a truncated dump) raise MemoryReadError(`short_reason`)."""
+
+    def __init__(self, f, extents: list[Extent], *, label: str,
+                 gap_reason: str = "not in the dump", short_reason: str = "truncated dump"):
+        self.file = f
+        self.label = label
+        self.size = os.fstat(f.fileno()).st_size
+        self.gap_reason = gap_reason
+        self.short_reason = short_reason
+        try:
+            # ACCESS_READ is MAP_SHARED: a RAM file shows the guest's writes.
+            self.mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if self.size else None
+        except (OSError, ValueError) as e:
+            raise SourceError(f"{label}: cannot map the file: {e}") from None
+        self.extents = _disjoint(extents)
+        self._starts = [e.phys for e in self.extents]
+
+    def available(self, e: Extent) -> int:
+        """Bytes of extent e the file really holds."""
+        return max(0, min(e.size, self.size - e.offset))
+
+    def read(self, phys: int, size: int) -> bytes:
+        if size == 0:
+            return b""
+        i = bisect_right(self._starts, phys) - 1
+        pos, end, parts = phys, phys + size, []
+        while pos < end:
+            if i < 0 or i >= len(self.extents) or not self.extents[i].phys <= pos < self.extents[i].end:
+                raise MemoryReadError(phys, size, self.gap_reason)
+            e = self.extents[i]
+            n = min(end, e.end) - pos
+            off = pos - e.phys
+            if off + n > self.available(e):
+                raise MemoryReadError(phys, size, self.short_reason)
+            parts.append(self.mm[e.offset + off:e.offset + off + n])
+            pos += n
+            i += 1
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def close(self) -> None:
+        if self.mm is not None:
+            self.mm.close()
+            self.mm = None
+        self.file.close()
+
+
+def _disjoint(extents: list[Extent]) -> list[Extent]:
+    """Sorted, overlaps trimmed: a paging dump can list one physical page
+    under several virtual mappings; the bytes are the same, keep the first."""
+    out: list[Extent] = []
+    for e in sorted((e for e in extents if e.size > 0), key=lambda e: (e.phys, -e.size)):
+        if out and e.phys < out[-1].end:
+            cut = out[-1].end - e.phys
+            if cut >= e.size:
+                continue
+            e = Extent(e.phys + cut, e.size - cut, e.offset + cut)
+        out.append(e)
+    return out

@@ -1,0 +1,319 @@
+"""What a kvm-unit-tests program's ELF says about its page allocator: arch,
+where `areas`/`areas_mask` (and the other allocators' statics and the entry
+points) live, and `struct mem_area`'s layout from DWARF.
+
+The globals are file-static (local symbols), and names like `base`, `top`
+and `lock` are static in several files. A symbol's file comes from DWARF
+(the compile unit that defines the variable) or, without DWARF, from the
+symbol table's STT_FILE grouping: local symbols follow their file's
+STT_FILE entry. Parsing is pyelftools'.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from elftools.common.exceptions import ELFError
+from elftools.dwarf.dwarf_expr import DWARFExprParser
+from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import SymbolTableSection
+
+from model.errors import LayoutError
+from model.layout import ARCHES, Layout, layout_for
+
+from .errors import SymbolError
+
+__all__ = ["Program", "load_program", "FUNCTIONS", "HOMES"]
+
+# Entry points trace/drive break on, and the program's ends (ALLOCATOR.md).
+FUNCTIONS = (
+    "page_alloc_init_area", "alloc_pages_flags", "memalign_pages_flags", "free_pages",
+    "reserve_pages", "unreserve_pages", "alloc_pages_area", "alloc_pages", "alloc_page",
+    "memalign_pages_area", "memalign_pages", "alloc_pages_special", "free_pages_special",
+    "exit", "abort", "checkpoint",
+)
+# Data symbols and the file that defines each.
+HOMES = {
+    "areas": "alloc_page.c", "areas_mask": "alloc_page.c",
+    "vfree_top": "vmalloc.c",
+    "regions": "alloc_phys.c", "nr_regions": "alloc_phys.c",
+    "base": "alloc_phys.c", "top": "alloc_phys.c",
+}
+# Names too common to take from another file when their home has none.
+_HOME_ONLY = {"base", "top"}
+_MACHINE_ARCH = {(a.elf_machine, a.ptr_size): a.name for a in ARCHES.values()}
+
+
+@dataclass(frozen=True)
+class Program:
+    """A guest program. `symbols` maps names to addresses: "areas",
+    "areas_mask", the other allocators' statics found and the entry points
+    present. `layout` comes from DWARF's `struct mem_area` when `has_dwarf`,
+    else from the built-in table for (arch, format)."""
+    path: str
+    arch: str
+    layout: Layout | None
+    symbols: dict[str, int] = field(default_factory=dict)
+    has_dwarf: bool = False
+    format_hint: str = "2021"
+
+
+@dataclass(frozen=True)
+class _Sym:
+    name: str
+    value: int
+    kind: str          # STT_OBJECT, STT_FUNC, ...
+    local: bool
+    file: str | None   # basename of the defining file, when known
+
+
+def load_program(path: str, *, arch: str | None = None, format: str | None = None) -> Program:
+    """Read a guest program's ELF. arch, format: the user's --arch and
+    --format ("auto" or None: from the ELF). SymbolError, one line, when the
+    ELF cannot locate the allocator."""
+    if format == "auto":
+        format = None
+    name = os.path.basename(path)
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        raise SymbolError(f"{path}: cannot open ({e.strerror or e})") from None
+    with f:
+        try:
+            elf = ELFFile(f)
+            return _load(elf, path, name, arch, format)
+        except SymbolError:
+            raise
+        except (ELFError, ValueError, KeyError, OSError) as e:
+            raise SymbolError(f"{path}: not a readable ELF file ({e})") from None
+        except LayoutError as e:
+            raise SymbolError(f"{name}: {e}") from None
+
+
+def _load(elf: ELFFile, path: str, name: str, want_arch: str | None,
+          format: str | None) -> Program:
+    dwarf = _dwarf(elf) if elf.has_dwarf_info() else None
+    arch = _arch_of(elf, name, dwarf.address_size if dwarf else None)
+    if want_arch is not None and want_arch != arch:
+        if want_arch not in ARCHES:
+            raise SymbolError(f"--arch {want_arch}: unknown (expected one of {', '.join(ARCHES)})")
+        raise SymbolError(f"{name} is {arch}, not {want_arch}")
+    syms = _symtab(elf)
+    if syms is None and (dwarf is None or "areas" not in dwarf.variables.get("alloc_page.c", {})):
+        raise SymbolError(f"{name} has no symbol table (stripped?): allocview needs the "
+                          "address of 'areas'; give the unstripped ELF")
+    symbols = _data_symbols(syms or [], dwarf, name)
+    symbols.update(_functions(syms or []))
+    struct = dwarf.mem_area if dwarf else None
+    if struct is not None:
+        hint = "2021" if struct["max_order_off"] is not None else "2020"
+        layout = Layout.from_offsets(arch, format or hint, **struct)
+    else:
+        hint = "2021" if "alloc_pages_flags" in symbols else "2020"
+        layout = layout_for(arch, format or hint)
+    return Program(path, arch, layout, symbols, struct is not None, hint)
+
+
+# ------------------------------------------------------------------ arch
+def _arch_of(elf: ELFFile, name: str, dwarf_address_size: int | None) -> str:
+    machine = elf["e_machine"]
+    ptr = elf.elfclass // 8
+    # objcopy -O elf32-i386 of 64-bit code (a multiboot .flat) keeps its
+    # DWARF, whose address size tells the truth.
+    if machine == "EM_386" and dwarf_address_size == 8:
+        ptr = 8
+        machine = "EM_X86_64"
+    arch = _MACHINE_ARCH.get((machine, ptr))
+    if arch is None:
+        raise SymbolError(f"{name} is a {elf.elfclass}-bit {machine} ELF; allocview knows "
+                          f"{', '.join(ARCHES)}")
+    return arch
+
+
+# ---------------------------------------------------------------- symtab
+def _symtab(elf: ELFFile) -> list[_Sym] | None:
+    """Every symbol, locals with their STT_FILE; None when there is no
+    .symtab (a stripped ELF; .dynsym has no statics)."""
+    tab = next((s for s in elf.iter_sections() if isinstance(s, SymbolTableSection)
+                and s["sh_type"] == "SHT_SYMTAB"), None)
+    if tab is None:
+        return None
+    out, current = [], None
+    for s in tab.iter_symbols():
+        kind, bind = s["st_info"]["type"], s["st_info"]["bind"]
+        if kind == "STT_FILE":
+            current = os.path.basename(s.name)
+            continue
+        if not s.name or s["st_shndx"] == "SHN_UNDEF":
+            continue
+        local = bind == "STB_LOCAL"
+        # globals come after every file's locals: their position says nothing
+        out.append(_Sym(s.name, s["st_value"], kind, local, current if local else None))
+    return out
+
+
+def _data_symbols(syms: list[_Sym], dwarf: "_Dwarf | None", name: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for sym, home in HOMES.items():
+        if dwarf is not None and sym in dwarf.variables.get(home, {}):
+            out[sym] = dwarf.variables[home][sym]
+            continue
+        cands = [s for s in syms if s.name == sym and s.kind in ("STT_OBJECT", "STT_NOTYPE")]
+        at_home = [s for s in cands if s.file == home]
+        if len(at_home) == 1:
+            out[sym] = at_home[0].value
+        elif len(cands) == 1 and sym not in _HOME_ONLY:
+            out[sym] = cands[0].value
+        elif len(cands) > 1 and sym in ("areas", "areas_mask"):
+            files = ", ".join(sorted({s.file or "?" for s in cands}))
+            raise SymbolError(f"{name} has {len(cands)} symbols named {sym!r} (files {files}) "
+                              f"and none from {home}")
+    if "areas" not in out or "areas_mask" not in out:
+        missing = "areas" if "areas" not in out else "areas_mask"
+        raise SymbolError(f"{name} has no symbol {missing!r} (not a kvm-unit-tests program "
+                          "with the page allocator?)")
+    return out
+
+
+def _functions(syms: list[_Sym]) -> dict[str, int]:
+    """Entry points present; a global wins over a local of the same name."""
+    out: dict[str, int] = {}
+    for fn in FUNCTIONS:
+        cands = [s for s in syms if s.name == fn and s.kind == "STT_FUNC"]
+        glob = [s for s in cands if not s.local]
+        pick = glob or cands
+        if len(pick) == 1:
+            out[fn] = pick[0].value
+    return out
+
+
+# ----------------------------------------------------------------- DWARF
+@dataclass
+class _Dwarf:
+    address_size: int | None = None
+    variables: dict[str, dict[str, int]] = field(default_factory=dict)  # file -> name -> addr
+    mem_area: dict | None = None          # Layout.from_offsets keywords
+
+
+def _dwarf(elf: ELFFile) -> _Dwarf | None:
+    """Top-level variables of the allocator files' compile units, and
+    `struct mem_area` from the type of `areas`. Other units are skipped
+    after their first DIE, so a large program costs little."""
+    try:
+        info = elf.get_dwarf_info()
+    except (ELFError, ValueError, KeyError):
+        return None
+    out = _Dwarf()
+    homes = set(HOMES.values())
+    for cu in info.iter_CUs():
+        out.address_size = out.address_size or cu["address_size"]
+        top = cu.get_top_DIE()
+        file = os.path.basename(_str(top, "DW_AT_name") or "")
+        if file not in homes:
+            continue
+        parser = DWARFExprParser(cu.structs)
+        for die in top.iter_children():
+            if die.tag != "DW_TAG_variable":
+                continue
+            var = _die_name(die)
+            addr = _static_address(die, parser)
+            if var in HOMES and HOMES[var] == file and addr is not None:
+                out.variables.setdefault(file, {})[var] = addr
+                if var == "areas":
+                    out.mem_area = _mem_area(die, parser, cu["address_size"])
+    return out
+
+
+def _str(die, attr: str) -> str | None:
+    a = die.attributes.get(attr)
+    if a is None:
+        return None
+    v = a.value
+    return v.decode(errors="replace") if isinstance(v, bytes) else str(v)
+
+
+def _die_name(die) -> str | None:
+    name = _str(die, "DW_AT_name")
+    if name is None and "DW_AT_specification" in die.attributes:
+        name = _str(die.get_DIE_from_attribute("DW_AT_specification"), "DW_AT_name")
+    return name
+
+
+def _static_address(die, parser: DWARFExprParser) -> int | None:
+    loc = die.attributes.get("DW_AT_location")
+    if loc is None or not isinstance(loc.value, list):
+        return None
+    ops = parser.parse_expr(loc.value)
+    if len(ops) == 1 and ops[0].op_name == "DW_OP_addr":
+        return ops[0].args[0]
+    return None
+
+
+def _strip(die):
+    """The type under typedefs and qualifiers."""
+    while die.tag in ("DW_TAG_typedef", "DW_TAG_const_type", "DW_TAG_volatile_type",
+                      "DW_TAG_atomic_type", "DW_TAG_restrict_type"):
+        die = die.get_DIE_from_attribute("DW_AT_type")
+    return die
+
+
+def _type_of(die):
+    if "DW_AT_type" not in die.attributes and "DW_AT_specification" in die.attributes:
+        die = die.get_DIE_from_attribute("DW_AT_specification")
+    return _strip(die.get_DIE_from_attribute("DW_AT_type"))
+
+
+def _array_count(die) -> int | None:
+    """Elements of a one-dimensional array type."""
+    for sub in die.iter_children():
+        if sub.tag != "DW_TAG_subrange_type":
+            continue
+        if "DW_AT_count" in sub.attributes:
+            return sub.attributes["DW_AT_count"].value
+        if "DW_AT_upper_bound" in sub.attributes:
+            return sub.attributes["DW_AT_upper_bound"].value + 1
+    return None
+
+
+def _byte_size(die, address_size: int) -> int:
+    die = _strip(die)
+    if "DW_AT_byte_size" in die.attributes:
+        return die.attributes["DW_AT_byte_size"].value
+    if die.tag == "DW_TAG_pointer_type":
+        return address_size
+    raise SymbolError(f"DWARF type {die.tag} has no size")
+
+
+def _member_offset(m, parser: DWARFExprParser) -> int:
+    v = m.attributes["DW_AT_data_member_location"].value
+    if isinstance(v, list):                      # DWARF 2/3: DW_OP_plus_uconst n
+        ops = parser.parse_expr(v)
+        return ops[0].args[0]
+    return v
+
+
+def _mem_area(areas_die, parser: DWARFExprParser, address_size: int) -> dict | None:
+    """Layout.from_offsets keywords from `static struct mem_area areas[N]`."""
+    arr = _type_of(areas_die)
+    if arr.tag != "DW_TAG_array_type":
+        return None
+    max_areas = _array_count(arr)
+    st = _strip(arr.get_DIE_from_attribute("DW_AT_type"))
+    if st.tag != "DW_TAG_structure_type" or max_areas is None:
+        return None
+    members = {_str(m, "DW_AT_name"): m for m in st.iter_children() if m.tag == "DW_TAG_member"}
+    need = ("base", "top", "page_states", "freelists")
+    if any(n not in members for n in need):
+        return None
+    fl_type = _strip(members["freelists"].get_DIE_from_attribute("DW_AT_type"))
+    nlists = _array_count(fl_type) if fl_type.tag == "DW_TAG_array_type" else None
+    if nlists is None:
+        return None
+    off = {n: _member_offset(m, parser) for n, m in members.items()}
+    return dict(size=st.attributes["DW_AT_byte_size"].value, base_off=off["base"],
+                base_size=_byte_size(members["base"].get_DIE_from_attribute("DW_AT_type"),
+                                     address_size),
+                top_off=off["top"], page_states_off=off["page_states"],
+                max_order_off=off.get("max_order"), freelists_off=off["freelists"],
+                nlists=nlists, max_areas=max_areas)

@@ -1,0 +1,164 @@
+"""`allocview`, the standalone client, against the fixture guest: the same
+JSON report from every source, the guest's run state kept, and bad inputs
+ending in exit 2 with one line."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ALLOCVIEW = [sys.executable, "-m", "allocview.cli"]
+VARIANTS = ["x86_64-2021", "x86_64-2020", "i386-2021", "i386-2020"]
+
+
+def av(*args, check_code=None):
+    r = subprocess.run(ALLOCVIEW + [str(a) for a in args], capture_output=True, text=True,
+                       cwd=ROOT, timeout=120)
+    if check_code is not None:
+        assert r.returncode == check_code, (r.returncode, r.stdout[-2000:], r.stderr[-2000:])
+    return r
+
+
+def one_line_error(r):
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("allocview: "), r.stderr
+    assert "Traceback" not in r.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def guest_with_sources(make_guest, tmp_path):
+    def start(variant, checkpoint):
+        sock = tmp_path / "av.sock"
+        g = make_guest(variant, shared_memory=True,
+                       qemu_args=["-qmp", f"unix:{sock},server=on,wait=off"])
+        g.stop_at_checkpoint(checkpoint)
+        return g, sock
+    return start
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("checkpoint", [2, 5])
+def test_json_report_is_identical_from_every_source(guest_with_sources, variant, checkpoint,
+                                                    tmp_path):
+    g, sock = guest_with_sources(variant, checkpoint)
+    gdb = g.gdb
+    gdb.cli(f"source {ROOT}/gdbext/alloc.py")
+    ref = tmp_path / "gdb.json"
+    gdb.cli(f"alloc report --json {ref}")
+    want = json.loads(ref.read_text())
+    elf = g.elf
+    docs = {}
+    dump = g.dump_guest_memory(tmp_path / "core.elf")
+    docs["dump"] = av("--dump", dump, "--elf", elf, "report", "--json")
+    ram = int(g.memory.rstrip("M")) << 20
+    raw = g.pmemsave(0, ram, tmp_path / "ram.raw")
+    docs["raw"] = av("--dump", raw, "--base", "0", "--elf", elf, "report", "--json")
+    docs["memfile"] = av("--memfile", g.mem_path, "--elf", elf, "report", "--json")
+    docs["qmp"] = av("--qmp", sock, "--elf", elf, "report", "--json")
+    gdb.disconnect()                       # the stub takes one client; the guest stays paused
+    docs["gdb"] = av("--gdb", f"127.0.0.1:{g.gdb_port}", "--elf", elf, "report", "--json")
+    for name, r in docs.items():
+        assert r.returncode == 0, (name, r.stderr)
+        assert json.loads(r.stdout) == want, name
+    assert g.query_status() != "running"
+
+
+def test_running_guest_stays_running_and_paused_stays_paused(make_guest, tmp_path):
+    sock = tmp_path / "av.sock"
+    g = make_guest("x86_64-2021", paused=False,
+                   qemu_args=["-qmp", f"unix:{sock},server=on,wait=off"])
+    g.wait_checkpoint(5)
+    assert g.query_status() == "running"
+    av("--qmp", sock, "--elf", g.elf, "check", check_code=0)
+    assert g.query_status() == "running"
+    g.qmp.cmd("stop")
+    av("--qmp", sock, "--elf", g.elf, "areas", check_code=0)
+    assert g.query_status() == "paused"
+
+
+def test_check_exit_codes_follow_findings(make_guest, tmp_path):
+    g = make_guest("x86_64-2021-nomerge")
+    g.stop_at_checkpoint(2)
+    dump = g.dump_guest_memory(tmp_path / "core.elf")
+    r = av("--dump", dump, "--elf", g.elf, "check", check_code=1)
+    assert "unmerged-buddies" in r.stdout
+    found = json.loads(av("--dump", dump, "--elf", g.elf, "check", "--json").stdout)
+    assert {f["code"] for f in found if f["severity"] == "error"} == {"unmerged-buddies"}
+
+
+def test_every_command_on_a_dump(make_guest, tmp_path):
+    g = make_guest("x86_64-2021")
+    g.stop_at_checkpoint(3)
+    dump = g.dump_guest_memory(tmp_path / "core.elf")
+    base = ["--dump", dump, "--elf", g.elf]
+    assert "LOWEST" in av(*base, "areas", check_code=0).stdout
+    assert "nodes (from head.next)" in av(*base, "lists", "--slot", "2", check_code=0).stdout
+    stats = json.loads(av(*base, "stats", "--json", check_code=0).stdout)
+    assert {s["name"] for s in stats} == {"LOW", "LOWEST"}
+    why = json.loads(av(*base, "why", "2", "--area", "LOWEST", "--json", check_code=0).stdout)
+    assert why["ok"] and why["slot"] == 3
+    page = json.loads(av(*base, "page", hex(why["block"]), "--json", check_code=0).stdout)
+    assert page["block"] == why["block"] and page["list"] is not None
+    assert "legend:" in av(*base, "map", check_code=0).stdout
+    av(*base, "map", "--svg", tmp_path / "m.svg", "--html", tmp_path / "m.html", check_code=0)
+    assert (tmp_path / "m.svg").read_text().startswith("<svg") and "<rect" in (tmp_path / "m.svg").read_text()
+    saved = tmp_path / "saved.elf"
+    av(*base, "save", saved, check_code=0)
+    assert saved.stat().st_size < dump.stat().st_size // 10
+    assert json.loads(av("--dump", saved, "--elf", g.elf, "report", "--json").stdout) == \
+        json.loads(av(*base, "report", "--json").stdout)
+    gdb = g.gdb
+    gdb.run_to_checkpoint(4)
+    later = g.dump_guest_memory(tmp_path / "later.elf")
+    changes = json.loads(av("--elf", g.elf, "diff", saved, later, "--json", check_code=0).stdout)
+    assert changes and {c["kind"] for c in changes} & {"allocated", "split"}
+
+
+def not_qmp_server(path):
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(str(path))
+    srv.listen(1)
+
+    def serve():
+        try:
+            conn, _ = srv.accept()
+            conn.sendall(b"hello, I am not QMP\n")
+            time.sleep(10)
+        except OSError:
+            pass
+    threading.Thread(target=serve, daemon=True).start()
+    return srv
+
+
+def test_bad_inputs_exit_2_with_one_line(tmp_path, guest_build):
+    elf = ROOT / "tests/guest/build/x86_64-2021/guest.elf"
+    i386 = ROOT / "tests/guest/build/i386-2021/guest.elf"
+    assert "does-not-exist" in one_line_error(av("--qmp", tmp_path / "does-not-exist", "--elf",
+                                                 elf, "report"))
+    srv = not_qmp_server(tmp_path / "notqmp.sock")
+    t = time.monotonic()
+    one_line_error(av("--qmp", tmp_path / "notqmp.sock", "--elf", elf, "report"))
+    assert time.monotonic() - t < 30
+    srv.close()
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"this is not a dump" * 10)
+    assert "junk.bin" in one_line_error(av("--dump", junk, "--elf", elf, "check"))
+    trunc = tmp_path / "trunc.elf"
+    trunc.write_bytes(elf.read_bytes()[:40])
+    one_line_error(av("--dump", trunc, "--elf", elf, "check"))
+    one_line_error(av("--dump", junk, "--elf", i386, "--arch", "x86_64", "check"))
+    stripped = tmp_path / "stripped.elf"
+    subprocess.run(["strip", "-o", stripped, elf], check=True)
+    one_line_error(av("--dump", junk, "--base", "0", "--elf", stripped, "check"))
+    one_line_error(av("--dump", junk, "--base", "0", "check"))
+    r = av("report")
+    assert r.returncode == 2
