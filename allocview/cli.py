@@ -110,6 +110,15 @@ def build_parser() -> argparse.ArgumentParser:
     c = cmd("save", "save what the allocator's state is made of as a small ELF dump "
                     "(for diff, replay or a bug report)")
     c.add_argument("file")
+    c = cmd("replay", "replay a trace (alloc trace) into the reference allocator and report "
+                      "the first call after which it and the guest disagree")
+    c.add_argument("trace")
+    c.add_argument("--start", metavar="DUMP", help="the state the trace starts from (default: "
+                   "TRACE.start.elf when present, else an empty allocator)")
+    c.add_argument("--against", metavar="DUMP", help="the guest's end state to compare with")
+    c.add_argument("--mode", choices=["exact", "relaxed"], default="exact",
+                   help="exact: list order too; relaxed: lists as sets")
+    c.add_argument("--known", metavar="FILE", help="accepted difference kinds, one per line")
     c = cmd("watch", "refresh stats and the map of a running guest (QMP or memfile)")
     c.add_argument("--interval", type=float, default=2.0)
     c.add_argument("--count", type=int, default=0, help="stop after N refreshes (0: never)")
@@ -322,9 +331,64 @@ def run_watch(args) -> int:
         time.sleep(args.interval)
 
 
+def _known(path: str | None) -> frozenset[str]:
+    from model.replay import DIFFERENCE_KINDS
+    if not path:
+        return frozenset()
+    try:
+        words = [ln.split("#")[0].strip() for ln in open(path)]
+    except OSError as e:
+        raise AllocviewError(f"{path}: cannot open ({e.strerror or e})") from None
+    kinds = frozenset(w for w in words if w)
+    bad = kinds - set(DIFFERENCE_KINDS)
+    if bad:
+        raise AllocviewError(f"{path}: unknown difference kind(s) {', '.join(sorted(bad))} "
+                             f"(known: {', '.join(DIFFERENCE_KINDS)})")
+    return kinds
+
+
+def run_replay(args) -> int:
+    from model.reference import Allocator
+    from model.replay import replay
+    from model.trace import read_trace
+
+    trace = read_trace(args.trace)
+    layout, areas, mask = _program(args)
+    start = args.start or (args.trace + ".start.elf" if os.path.exists(args.trace + ".start.elf")
+                           else None)
+    if start:
+        snap = snapshot_of(args, dump=start)
+        al = Allocator.from_state(snap.layout, list(snap.state()), snap.areas_mask or 0,
+                                  areas_addr=areas, mask_addr=mask, phys_offset=args.phys_offset)
+    else:
+        al = Allocator(layout, areas_addr=areas, mask_addr=mask, phys_offset=args.phys_offset)
+    against = snapshot_of(args, dump=args.against).state() if args.against else None
+    t = time.perf_counter()
+    res = replay(al, trace.calls, trace.states, against, mode=args.mode,
+                 accepted=_known(args.known))
+    took = time.perf_counter() - t
+    if args.json:
+        _json({"calls": res.calls, "compared": res.compared, "seconds": round(took, 3),
+               "divergence": res.divergence.to_json() if res.divergence else None})
+    else:
+        doc = render.Doc()
+        doc.line(f"replayed {res.calls} of {len(trace.calls)} calls in {took:.2f} s, "
+                 f"{res.compared} state comparison(s)")
+        if res.divergence is None:
+            doc.line(("no divergence: the guest follows the design", "green"))
+        else:
+            d = res.divergence
+            doc.line(("divergence ", "bold red"), *[(w, "") for w in d.words()[:1]])
+            for w in d.words()[1:]:
+                doc.line(w)
+        _show(args, doc)
+    return EXIT_FINDINGS if res.divergence else EXIT_OK
+
+
 COMMANDS = {"report": run_report, "check": run_check, "areas": run_areas, "lists": run_lists,
             "page": run_page, "stats": run_stats, "why": run_why, "map": run_map,
-            "diff": run_diff, "save": run_save, "watch": run_watch}
+            "diff": run_diff, "save": run_save, "watch": run_watch,
+            "replay": run_replay}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,6 +19,7 @@ from model.check import check
 from model.constants import AREA_MASK, FLAG_FRESH
 from model.diff import diff
 from model.errors import AllocviewError
+from model.memory import CachedMemory
 from model.query import describe_page
 from model.report import report
 from model.snapshot import Snapshot, decode
@@ -56,6 +57,24 @@ def current() -> Snapshot:
         except KeyboardInterrupt:
             raise gdb.GdbError("allocview: interrupted") from None
     return STATE.snapshot
+
+
+def fresh_snapshot() -> Snapshot:
+    """Decode now, whatever is cached (a breakpoint callback, after a write)."""
+    invalidate()
+    return current()
+
+
+def save_state(path: str) -> tuple[Snapshot, int]:
+    """Decode through a recording memory and write every range read as a
+    small ELF dump: a start state for replay, a snapshot for diff."""
+    from allocview.dumpwrite import write_elf_dump
+    prog = target.program()
+    mem = CachedMemory(target.GdbMemory())
+    snap = decode(mem, prog.layout, prog.areas_addr, prog.mask_addr, format=STATE.format)
+    segments = sorted(mem._cache.items())
+    write_elf_dump(path, [(addr, data) for (addr, _n), data in segments], arch=prog.arch)
+    return snap, len(segments)
 
 
 def _color() -> bool:
@@ -365,11 +384,160 @@ def cmd_phys(a):
     out(doc)
 
 
+@command("save", "Save the allocator state (every byte the decoder reads) as a small ELF "
+                 "dump, for `allocview diff`, `replay --start` or a bug report.",
+         complete=gdb.COMPLETE_FILENAME)
+@args(("file", dict()))
+def cmd_save(a):
+    _snap, n = save_state(a.file)
+    gdb.write(f"allocview: saved {n} ranges to {a.file}\n")
+
+
+class _Tracing:
+    tracer = None
+
+
+@command("trace", "Record every allocator call (arguments and result) as JSON lines while the "
+                  "guest runs on: `alloc trace start [FILE]`, then `continue`; `alloc trace "
+                  "stop`. The state at start is saved as FILE.start.elf for `allocview replay`. "
+                  "Cost: two breakpoint hits per call, about 3-4 ms each over the gdb stub "
+                  "(plus a decode every N calls with --snapshot-every N).",
+         words=("start", "stop", "status"))
+@args(("action", dict(choices=["start", "stop", "status"])),
+      ("file", dict(nargs="?", default="alloc-trace.jsonl")),
+      ("--snapshot-every", dict(type=int, default=0, metavar="N",
+                                help="record the whole state after every N calls")),
+      ("--funcs", dict(nargs="+", help="entry points to trace (default: the outermost set)")))
+def cmd_trace(a):
+    from .trace import Tracer, entry_points
+    if a.action == "status":
+        t = _Tracing.tracer
+        gdb.write("allocview: not tracing\n" if t is None else
+                  f"allocview: tracing to {t.writer.path}: {t.writer.count} calls so far\n")
+        return
+    if a.action == "stop":
+        if _Tracing.tracer is None:
+            raise gdb.GdbError("allocview: not tracing")
+        r = _Tracing.tracer.stop()
+        _Tracing.tracer = None
+        per = r["seconds"] / r["calls"] * 1000 if r["calls"] else 0
+        gdb.write(f"allocview: {r['calls']} calls recorded in {r['path']} "
+                  f"({r['seconds']:.1f} s, {per:.1f} ms a call"
+                  f"{', ' + str(r['duplicates']) + ' duplicate hits dropped' if r['duplicates'] else ''}"
+                  f"{', ' + str(r['errors']) + ' unreadable' if r['errors'] else ''})\n")
+        return
+    if _Tracing.tracer is not None:
+        raise gdb.GdbError("allocview: already tracing; `alloc trace stop` first")
+    prog = target.program()
+    funcs = a.funcs or entry_points(prog)
+    missing = [f for f in funcs if f not in prog.symbols]
+    if missing or not funcs:
+        raise gdb.GdbError(f"allocview: no such entry point(s): {', '.join(missing) or 'none found'}")
+    save_state(a.file + ".start.elf")
+    _Tracing.tracer = Tracer(a.file, funcs, a.snapshot_every)
+    gdb.write(f"allocview: tracing {', '.join(funcs)} into {a.file} (start state in "
+              f"{a.file}.start.elf); `continue` to run\n")
+
+
+@command("drive", "Run generated allocator operations in the guest (inferior calls) and in the "
+                  "reference allocator side by side, compare after each one, and on the first "
+                  "disagreement shrink it to a minimal reproducer (PREFIX.jsonl for `allocview "
+                  "replay`, PREFIX.c for a test). WRITES GUEST MEMORY: asks first, or --yes; "
+                  "restores the allocator's start state at the end unless --keep.")
+@args(("--ops", dict(type=int, default=500)), ("--seed", dict(type=int, default=1)),
+      ("--mix", dict(default="default", choices=["default", "allocs", "merge", "reserve"])),
+      ("--area", dict(nargs="+", default=[], help="restrict allocations to these areas")),
+      ("--mode", dict(default="exact", choices=["exact", "relaxed"])),
+      ("--known", dict(help="file of accepted difference kinds")),
+      ("--out", dict(default="alloc-drive", help="reproducer prefix (default alloc-drive)")),
+      ("--no-shrink", dict(action="store_true")), ("--keep", dict(action="store_true")),
+      ("--force", dict(action="store_true", help="drive even from a state with error findings")),
+      ("--timeout", dict(type=float, default=10.0, help="seconds one call may take")),
+      ("--yes", dict(action="store_true", help="do not ask before writing guest memory")))
+def cmd_drive(a):
+    from allocview.dumpwrite import write_elf_dump
+    from model.drive import Driver, generate, shrink
+    from model.drive_io import write_reproducer
+    from model.replay import DIFFERENCE_KINDS
+
+    from .drive import GdbGuest
+
+    if not a.yes:
+        if not sys.stdin.isatty():
+            raise gdb.GdbError("allocview: alloc drive writes guest memory; pass --yes to run it "
+                               "from a script")
+        if input("alloc drive calls the guest's allocator and writes guest memory. "
+                 "Go on? [y/N] ").strip().lower() not in ("y", "yes"):
+            return
+    accepted = frozenset()
+    if a.known:
+        accepted = frozenset(w.split("#")[0].strip() for w in open(a.known)) - {""}
+        if accepted - set(DIFFERENCE_KINDS):
+            raise gdb.GdbError(f"allocview: {a.known}: unknown kinds "
+                               f"{', '.join(sorted(accepted - set(DIFFERENCE_KINDS)))}")
+    prog = target.program()
+    mem = CachedMemory(target.GdbMemory())
+    start = decode(mem, prog.layout, prog.areas_addr, prog.mask_addr, format=STATE.format)
+    image = sorted((addr, data) for (addr, _n), data in mem._cache.items())
+    if errors_of(start) and not a.force:
+        raise gdb.GdbError("allocview: the allocator already breaks the design here (`alloc "
+                           "check`); drive from an earlier stop, or --force")
+    ops = generate(a.seed, a.ops, start.layout, start, mix=a.mix,
+                   area_bits=_area_bits(a.area, start))
+    gdb.write(f"allocview: driving {len(ops)} operations (seed {a.seed}, mix {a.mix}, "
+              f"{a.mode} compare)\n")
+    with GdbGuest(a.timeout) as guest:
+        driver = Driver(guest, start, mode=a.mode, accepted=accepted)
+        try:
+            res = driver.run(ops, progress=lambda k: k % 100 or gdb.write(f"  {k} ops\n"))
+            rate = res.ops / res.seconds if res.seconds else 0
+            gdb.write(f"allocview: {res.ops} operations, {len(res.calls)} calls in "
+                      f"{res.seconds:.1f} s ({rate:.0f} ops/s)\n")
+            if res.divergence is None:
+                gdb.write("allocview: no divergence: the guest follows the design\n")
+            else:
+                k, call, diffs = res.divergence
+                gdb.write(f"allocview: DIVERGENCE after operation {k}: {call.c()} -> "
+                          f"{'void' if call.result is None else hex(call.result)}\n")
+                for d in diffs[:10]:
+                    gdb.write(f"  {d.kind}: {d.detail}\n")
+                failing = ops[:k + 1]
+                if not a.no_shrink:
+                    failing = shrink(driver, failing, image)
+                    gdb.write(f"allocview: shrunk to {len(failing)} operation(s)\n")
+                restore_all(guest, image)
+                final = driver.run(failing)
+                end_state = fresh_snapshot().state()
+                header = {"arch": prog.arch, "format": start.layout.format,
+                          "areas": prog.areas_addr, "areas_mask": prog.mask_addr,
+                          "source": "alloc drive", "seed": a.seed}
+                paths = write_reproducer(a.out, final, start.layout, image, header,
+                                         lambda p, img: write_elf_dump(p, img, arch=prog.arch),
+                                         end_state)
+                for c in final.calls:
+                    gdb.write(f"    {c.c()} -> {'void' if c.result is None else hex(c.result)}\n")
+                gdb.write(f"allocview: reproducer: {', '.join(paths)}\n")
+        finally:
+            if not a.keep:
+                restore_all(guest, image)
+    invalidate()
+
+
+def restore_all(guest, image) -> None:
+    for addr, data in image:
+        guest.write(addr, data)
+
+
+def errors_of(snap):
+    from model.check import errors
+    return errors(check(snap))
+
+
 class AllocPrefix(gdb.Command):
     """Inspect and check the kvm-unit-tests page allocator (allocview).
 
 Commands: areas, lists, page, check, stats, why, map, snapshot, diff, report,
-vmalloc, phys, format, color. `help alloc COMMAND` for each. Read-only: no
+vmalloc, phys, format, color, save, trace. `help alloc COMMAND` for each. Read-only: no
 command writes guest memory or resumes the guest."""
 
     def __init__(self):

@@ -75,6 +75,7 @@ class Allocator:
         self._prev: dict[int, int] = {}
         self._dirty: set[int] = set()
         self._dirty_desc = True
+        self._touched: dict[int, list[tuple[int, int]]] | None = None   # drive's bookkeeping
         e = "<" if layout.endian == "little" else ">"
         p = "Q" if layout.ptr_size == 8 else "I"
         self._node = struct.Struct(e + p + p)
@@ -170,6 +171,41 @@ class Allocator:
         i = pfn - a.base
         n = 1 << order
         a.meta[i:i + n] = bytes((byte,)) * n
+        if self._touched is not None:
+            self._touched.setdefault(a.slot, []).append((i, i + n))
+
+    def _set_byte(self, a: _Area, pfn: int, byte: int) -> None:
+        a.meta[pfn - a.base] = byte
+        if self._touched is not None:
+            i = pfn - a.base
+            self._touched.setdefault(a.slot, []).append((i, i + 1))
+
+    # ------------------------------------------------------ drive bookkeeping
+    def track_touched(self, on: bool = True) -> None:
+        """Remember which metadata bytes each operation writes (drive
+        compares only those with the guest)."""
+        self._touched = {} if on else None
+
+    def pop_touched_meta(self, slot: int | None) -> list[tuple[int, int]]:
+        """Merged [lo, hi) metadata index ranges of `slot` written since
+        the last call (None: forget all)."""
+        if self._touched is None:
+            return []
+        if slot is None:
+            self._touched.clear()
+            return []
+        spans = sorted(self._touched.pop(slot, []))
+        out: list[tuple[int, int]] = []
+        for lo, hi in spans:
+            if out and lo <= out[-1][1]:
+                out[-1] = (out[-1][0], max(out[-1][1], hi))
+            else:
+                out.append((lo, hi))
+        return out
+
+    def pending_nodes(self) -> set[int]:
+        """List nodes and heads written since the last sync."""
+        return set(self._dirty)
 
     def _area_of(self, pfn: int) -> _Area | None:
         for a in self.areas:
@@ -373,7 +409,7 @@ class Allocator:
                 self._split(a, pfn & ~((1 << k) - 1), k)
                 k -= 1
             self._remove(self.virt(pfn))
-            a.meta[pfn - a.base] = self._special
+            self._set_byte(a, pfn, self._special)
         return 0
 
     def unreserve_pages(self, addr: int, n: int) -> None:
@@ -385,7 +421,7 @@ class Allocator:
         a = self._area_of(pfn)
         if a is None or a.meta[pfn - a.base] != self._special:
             raise ModelError(f"unreserve_pages: pfn {pfn:#x} is not a special page")
-        a.meta[pfn - a.base] = self._alloc_status
+        self._set_byte(a, pfn, self._alloc_status)
         self._free_block(a, pfn, 0)
 
     # ------------------------------------------------------ 2020 entry points

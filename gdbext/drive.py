@@ -1,0 +1,79 @@
+"""`alloc drive`'s guest: inferior calls and memory through gdb.
+
+An inferior call can hang or kill the guest. A watchdog interrupts a call
+that does not return in time (gdb then unwinds it, `unwindonsignal`), and
+any gdb error inside a call becomes a GuestCallError naming the call.
+Breakpoints are disabled while driving so no stop lands inside a call.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+import gdb  # type: ignore[import-not-found]
+
+from model.drive import GuestCallError
+from model.drive_io import call_expression
+from model.errors import MemoryReadError
+
+__all__ = ["GdbGuest"]
+
+
+class GdbGuest:
+    def __init__(self, timeout: float = 10.0):
+        self.timeout = timeout
+        self.inferior = gdb.selected_inferior()
+        self.calls = 0
+        self._disabled: list = []
+
+    def __enter__(self):
+        self._saved = gdb.parameter("unwindonsignal")
+        gdb.execute("set unwindonsignal on", to_string=True)
+        for bp in gdb.breakpoints() or ():
+            if bp.enabled:
+                bp.enabled = False
+                self._disabled.append(bp)
+        return self
+
+    def __exit__(self, *exc):
+        for bp in self._disabled:
+            if bp.is_valid():
+                bp.enabled = True
+        gdb.execute(f"set unwindonsignal {'on' if self._saved else 'off'}", to_string=True)
+
+    def call(self, func: str, args: tuple[int, ...]) -> int | None:
+        expr = call_expression(func, args)
+        self.calls += 1
+        fired = threading.Event()
+
+        def interrupt():
+            fired.set()
+            os.kill(os.getpid(), signal.SIGINT)
+
+        timer = threading.Timer(self.timeout, interrupt)
+        timer.start()
+        try:
+            v = gdb.parse_and_eval(expr)
+            return None if v.type.code == gdb.TYPE_CODE_VOID else int(v)
+        except KeyboardInterrupt:
+            raise GuestCallError(f"{func}{tuple(args)} did not return in {self.timeout:g} s: "
+                                 f"the guest hangs in it (the call was unwound)") from None
+        except gdb.error as e:
+            if fired.is_set():
+                raise GuestCallError(f"{func}{tuple(args)} did not return in {self.timeout:g} s: "
+                                     f"the guest hangs in it (the call was unwound)") from None
+            raise GuestCallError(f"{func}{tuple(args)} failed in the guest: "
+                                 f"{str(e).splitlines()[0]}") from None
+        finally:
+            timer.cancel()
+
+    def read(self, addr: int, size: int) -> bytes:
+        try:
+            return self.inferior.read_memory(addr, size).tobytes()
+        except gdb.MemoryError as e:
+            raise MemoryReadError(addr, size, str(e)) from None
+
+    def write(self, addr: int, data: bytes) -> None:
+        self.inferior.write_memory(addr, data)

@@ -1,0 +1,133 @@
+"""Allocator call traces: what `alloc trace` records and `replay` reads.
+
+A trace is JSON lines: a header object, then one object per call
+`{"i": N, "func": NAME, "args": [...], "result": INT|null}`, and optionally
+state records `{"after": N, "state": [AREA, ...]}` (after call N) whose
+metadata is zlib-compressed and base64-encoded (runs of equal bytes shrink
+to almost nothing).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import zlib
+from dataclasses import dataclass, field
+
+from .errors import AllocviewError
+from .reference import AreaState
+
+__all__ = ["Call", "Trace", "read_trace", "TraceWriter", "state_to_json", "state_from_json",
+           "VOID_FUNCS", "SIGNATURES"]
+
+# Parameter sizes in bytes (0: pointer or size_t/long, the guest's word) and
+# whether the function returns something. Used where DWARF is missing.
+SIGNATURES: dict[str, tuple[tuple[int, ...], bool]] = {
+    "page_alloc_init_area": ((1, 8, 8), False),
+    "alloc_pages_flags": ((4, 4), True),
+    "memalign_pages_flags": ((0, 0, 4), True),
+    "free_pages": ((0,), False),
+    "reserve_pages": ((8, 0), True),
+    "unreserve_pages": ((8, 0), False),
+    "alloc_pages_area": ((4, 4), True),
+    "alloc_pages": ((4,), True),
+    "alloc_page": ((), True),
+    "memalign_pages_area": ((4, 0, 0), True),
+    "memalign_pages": ((0, 0), True),
+    "alloc_pages_special": ((8, 0), True),
+    "free_pages_special": ((8, 0), False),
+}
+VOID_FUNCS = {f for f, (_, ret) in SIGNATURES.items() if not ret}
+
+
+@dataclass(frozen=True)
+class Call:
+    i: int
+    func: str
+    args: tuple[int, ...]
+    result: int | None
+
+    def to_json(self) -> dict:
+        return {"i": self.i, "func": self.func, "args": list(self.args), "result": self.result}
+
+    def c(self) -> str:
+        """The call as C, for a kvm-unit-tests reproducer."""
+        args = ", ".join(hex(a) if a > 9 else str(a) for a in self.args)
+        return f"{self.func}({args})"
+
+
+@dataclass
+class Trace:
+    header: dict
+    calls: list[Call] = field(default_factory=list)
+    states: dict[int, tuple[AreaState, ...]] = field(default_factory=dict)   # after call i
+
+
+def state_to_json(state: tuple[AreaState, ...]) -> list[dict]:
+    return [{"slot": a.slot, "base": a.base, "top": a.top, "page_states": a.page_states,
+             "max_order": a.max_order,
+             "metadata_z": base64.b64encode(zlib.compress(a.metadata, 6)).decode(),
+             "freelists": {str(k): list(v) for k, v in enumerate(a.freelists) if v},
+             "nlists": len(a.freelists)} for a in state]
+
+
+def state_from_json(doc: list[dict]) -> tuple[AreaState, ...]:
+    out = []
+    for a in doc:
+        lists = [tuple(a["freelists"].get(str(k), ())) for k in range(a["nlists"])]
+        out.append(AreaState(a["slot"], a["base"], a["top"], a["page_states"], a["max_order"],
+                             zlib.decompress(base64.b64decode(a["metadata_z"])), tuple(lists)))
+    return tuple(out)
+
+
+def read_trace(path: str) -> Trace:
+    """Parse a trace; AllocviewError naming the line for anything malformed."""
+    try:
+        f = open(path)
+    except OSError as e:
+        raise AllocviewError(f"{path}: cannot open ({e.strerror or e})") from None
+    with f:
+        trace = None
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                doc = json.loads(line)
+                if trace is None:
+                    if "trace" not in doc:
+                        raise ValueError("no trace header")
+                    trace = Trace(doc)
+                elif "func" in doc:
+                    if doc["func"] not in SIGNATURES:
+                        raise ValueError(f"unknown function {doc['func']!r}")
+                    trace.calls.append(Call(int(doc["i"]), doc["func"],
+                                            tuple(int(x) for x in doc["args"]),
+                                            None if doc.get("result") is None else int(doc["result"])))
+                elif "after" in doc:
+                    trace.states[int(doc["after"])] = state_from_json(doc["state"])
+            except (ValueError, KeyError, TypeError, zlib.error) as e:
+                raise AllocviewError(f"{path}:{n}: not a trace record ({e})") from None
+    if trace is None:
+        raise AllocviewError(f"{path}: empty, not a trace")
+    return trace
+
+
+class TraceWriter:
+    """Appends records to a trace file; the header goes first."""
+
+    def __init__(self, path: str, header: dict):
+        self.path = path
+        self.f = open(path, "w")
+        self.count = 0
+        self.f.write(json.dumps({"trace": 1, **header}) + "\n")
+
+    def call(self, func: str, args: tuple[int, ...], result: int | None) -> None:
+        self.f.write(json.dumps({"i": self.count, "func": func, "args": list(args),
+                                 "result": result}) + "\n")
+        self.count += 1
+
+    def state(self, state: tuple[AreaState, ...]) -> None:
+        self.f.write(json.dumps({"after": self.count - 1, "state": state_to_json(state)}) + "\n")
+
+    def close(self) -> None:
+        self.f.close()
