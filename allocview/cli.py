@@ -119,6 +119,19 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--mode", choices=["exact", "relaxed"], default="exact",
                    help="exact: list order too; relaxed: lists as sets")
     c.add_argument("--known", metavar="FILE", help="accepted difference kinds, one per line")
+    c = cmd("drive", "run generated allocator operations in the guest (through --gdb) and in "
+                     "the reference allocator, compare after each, shrink a divergence. WRITES "
+                     "GUEST MEMORY: needs --yes; restores the start state at the end")
+    c.add_argument("--ops", type=int, default=500)
+    c.add_argument("--seed", type=int, default=1)
+    c.add_argument("--mix", default="default", choices=["default", "allocs", "merge", "reserve"])
+    c.add_argument("--area", nargs="+", default=[])
+    c.add_argument("--mode", choices=["exact", "relaxed"], default="exact")
+    c.add_argument("--known", metavar="FILE")
+    c.add_argument("--out", default="alloc-drive", help="reproducer prefix")
+    c.add_argument("--no-shrink", action="store_true")
+    c.add_argument("--timeout", type=float, default=10.0, help="seconds one call may take")
+    c.add_argument("--yes", action="store_true", help="yes, write guest memory")
     c = cmd("watch", "refresh stats and the map of a running guest (QMP or memfile)")
     c.add_argument("--interval", type=float, default=2.0)
     c.add_argument("--count", type=int, default=0, help="stop after N refreshes (0: never)")
@@ -385,10 +398,77 @@ def run_replay(args) -> int:
     return EXIT_FINDINGS if res.divergence else EXIT_OK
 
 
+def run_drive(args) -> int:
+    from model.drive import Driver, generate, shrink
+    from model.drive_io import write_reproducer
+
+    from .drive_mi import MiGuest
+    from .dumpwrite import write_elf_dump
+    from .sources.gdbmi import GdbMiSource
+
+    if not args.gdb:
+        raise AllocviewError("drive needs a gdb stub: --gdb HOST:PORT")
+    if not args.yes:
+        raise AllocviewError("drive calls the guest's allocator and writes guest memory; "
+                             "pass --yes")
+    layout, areas, mask = _program(args)
+    fmt = None if args.format == "auto" else args.format
+    with GdbMiSource(args.gdb, elf=args.elf, arch=args.arch) as src:
+        mem = CachedMemory(src)
+        start = decode(mem, layout, areas, mask, format=fmt, phys_offset=args.phys_offset)
+        image = sorted((addr, data) for (addr, _n), data in mem._cache.items())
+        if errors(check(start)):
+            raise AllocviewError("the allocator already breaks the design here (see `check`)")
+        guest = MiGuest(src, args.timeout)
+        ops = generate(args.seed, args.ops, start.layout, start, mix=args.mix,
+                       area_bits=_area_bits(args.area, start))
+        driver = Driver(guest, start, mode=args.mode, accepted=_known(args.known))
+        try:
+            res = driver.run(ops)
+            out = {"ops": res.ops, "calls": len(res.calls), "seconds": round(res.seconds, 2),
+                   "ops_per_s": round(res.ops / res.seconds, 1) if res.seconds else None,
+                   "divergence": None}
+            if res.divergence:
+                k, call, diffs = res.divergence
+                failing = ops[:k + 1] if args.no_shrink else shrink(driver, ops[:k + 1], image)
+                for addr, data in image:
+                    guest.write(addr, data)
+                final = driver.run(failing)
+                end = decode(src, layout, areas, mask, format=start.layout.format,
+                             phys_offset=args.phys_offset).state()
+                header = {"arch": start.layout.arch.name, "format": start.layout.format,
+                          "areas": areas, "areas_mask": mask, "source": "allocview drive"}
+                paths = write_reproducer(args.out, final, start.layout, image, header,
+                                         lambda p, img: write_elf_dump(
+                                             p, img, arch=start.layout.arch.name), end)
+                out["divergence"] = {"after_op": k, "call": call.to_json(),
+                                     "differences": [d.to_json() for d in diffs],
+                                     "shrunk": [c.to_json() for c in final.calls],
+                                     "files": paths}
+        finally:
+            for addr, data in image:
+                guest.write(addr, data)
+    if args.json:
+        _json(out)
+    else:
+        doc = render.Doc().line(f"{out['ops']} operations, {out['calls']} calls in "
+                                f"{out['seconds']} s ({out['ops_per_s']} ops/s)")
+        d = out["divergence"]
+        if d is None:
+            doc.line(("no divergence: the guest follows the design", "green"))
+        else:
+            doc.line((f"DIVERGENCE after operation {d['after_op']}", "bold red"))
+            for x in d["differences"][:10]:
+                doc.line(f"  {x['kind']}: {x['detail']}")
+            doc.line(f"shrunk to {len(d['shrunk'])} call(s); reproducer: {', '.join(d['files'])}")
+        _show(args, doc)
+    return EXIT_FINDINGS if out["divergence"] else EXIT_OK
+
+
 COMMANDS = {"report": run_report, "check": run_check, "areas": run_areas, "lists": run_lists,
             "page": run_page, "stats": run_stats, "why": run_why, "map": run_map,
             "diff": run_diff, "save": run_save, "watch": run_watch,
-            "replay": run_replay}
+            "replay": run_replay, "drive": run_drive}
 
 
 def main(argv: list[str] | None = None) -> int:
