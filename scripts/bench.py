@@ -184,7 +184,171 @@ def bench_gdb_check() -> dict:
             "targets": "<= 1.5x floor, >= 20x naive"}
 
 
+def bench_dump_check() -> dict:
+    """allocview --dump of a 16 GiB guest: the whole command, Python start-up
+    included, against dd reading the same metadata bytes out of the dump."""
+    import subprocess
+    import tempfile
+
+    from allocview.dumpwrite import write_elf_dump, Segment, image_pieces
+
+    al = fragmented_16g()
+    mem = al.memory
+    a = next(x for x in al.areas if x)
+    tmp = tempfile.mkdtemp(prefix="allocview-bench-")
+    dump = f"{tmp}/guest16g.elf"
+    # 16 GiB of RAM: low 4 GiB (areas[] lives there) and the 16 GiB area above
+    lo_pieces = tuple(image_pieces(mem, 0, 4 << 30))
+    hi = (4 << 30, 16 << 30)
+    hi_pieces = tuple((p - hi[0], d) for p, d in image_pieces(mem, hi[0], hi[0] + hi[1]))
+    write_elf_dump(dump, [Segment(0, 3 << 30, lo_pieces), Segment(hi[0], hi[1], hi_pieces)])
+    import json as _json
+    elf = f"{tmp}/fake.json"
+    cmd = [sys.executable, "-m", "allocview.cli", "--dump", dump, "--arch", "x86_64",
+           "--format", "2021", "--areas", hex(al.areas_addr), "--mask", hex(al.mask_addr), "check"]
+
+    def run():
+        r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+        assert r.returncode in (0, 1), r.stderr
+
+    t = best_of(3, run)
+    # dd: the same metadata bytes at their offset in the dump
+    with open(dump, "rb") as f:
+        from elftools.elf.elffile import ELFFile
+        seg = [sg for sg in ELFFile(f).iter_segments() if sg["p_type"] == "PT_LOAD"
+               and sg["p_paddr"] <= a.page_states < sg["p_paddr"] + sg["p_memsz"]][0]
+        off = seg["p_offset"] + a.page_states - seg["p_paddr"]
+    n = a.top - a.base
+    dd = ["dd", f"if={dump}", "of=/dev/null", "bs=4096", f"skip={off // 4096}",
+          f"count={(n + 4095) // 4096}", "status=none"]
+    tdd = best_of(3, lambda: subprocess.run(dd, check=True))
+    tstart = best_of(3, lambda: subprocess.run([sys.executable, "-c", "pass"], check=True))
+    subprocess.run(["rm", "-rf", tmp])
+    return {"name": "allocview --dump check, 16 GiB guest (sparse ELF dump)",
+            "wall_s": round(t, 3), "dd_metadata_s": round(tdd, 4),
+            "ratio_to_dd": round(t / tdd, 1), "python_startup_s": round(tstart, 3),
+            "metadata_bytes": n, "target_wall_s": 1.0}
+
+
+def bench_live_sources() -> dict:
+    """A 4 GiB fixture guest at checkpoint 2: --qmp (time, round trips)
+    against one pmemsave of the metadata range, and --memfile."""
+    import subprocess
+    import tempfile
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from harness import Guest
+
+    from allocview.sources import open_source
+    from allocview.symbols import load_program
+    from model.memory import CachedMemory
+
+    tmp = tempfile.mkdtemp(prefix="allocview-bench-")
+    sock = f"{tmp}/av.sock"
+    out = {"name": "live sources, 4 GiB guest at checkpoint 2"}
+    with Guest("x86_64-2021", memory="4G", shared_memory=True,
+               qemu_args=["-qmp", f"unix:{sock},server=on,wait=off"]) as g:
+        g.stop_at_checkpoint(2)
+        prog = load_program(str(g.elf))
+        lay, areas, mask = prog.layout, prog.symbols["areas"], prog.symbols["areas_mask"]
+
+        def snap_via(**kw):
+            with open_source(**kw) as src:
+                snap = decode(src, lay, areas, mask)
+                return snap, dict(src.stats)
+
+        snap, st = snap_via(qmp=sock)
+        t_qmp = best_of(3, lambda: snap_via(qmp=sock))
+        metas = [(a.page_states, a.pages) for a in snap.areas if a.decoded]
+        from qemu.qmp.legacy import QEMUMonitorProtocol
+        q = QEMUMonitorProtocol(sock)
+        q.connect()
+
+        def pmemsave():
+            # the floor: one pmemsave per area of exactly its metadata bytes
+            for lo, n in metas:
+                q.cmd("pmemsave", val=lo, size=n, filename=f"{tmp}/m.bin")
+                open(f"{tmp}/m.bin", "rb").read()
+        t_pmem = best_of(3, pmemsave)
+        q.close()
+        t_memfile = best_of(3, lambda: snap_via(memfile=str(g.mem_path)))
+        meta_bytes = sum(n for _, n in metas)
+        out.update({"qmp_snapshot_s": round(t_qmp, 3), "qmp_round_trips": st.get("round_trips"),
+                    "pmemsave_of_metadata_s": round(t_pmem, 3),
+                    "qmp_ratio_to_pmemsave": round(t_qmp / t_pmem, 2),
+                    "memfile_snapshot_s": round(t_memfile, 4),
+                    "memfile_MB_per_s": round(meta_bytes / t_memfile / 1e6),
+                    "metadata_bytes": meta_bytes, "free_blocks": sum(len(a.blocks.free) for a in snap.areas if a.decoded),
+                    "target": "qmp <= 1.5x pmemsave"})
+    subprocess.run(["rm", "-rf", tmp])
+    return out
+
+
+def bench_replay() -> dict:
+    """Replay of a 1,000,000-call trace into the model (the CLI's path:
+    parse the JSON lines, run every call)."""
+    import tempfile
+
+    from model.replay import replay
+    from model.trace import TraceWriter, read_trace
+
+    src = Allocator(layout_for("x86_64", "2021"))
+    src.init_area(AREA_ANY_NUMBER, 4 * GiB_PAGES, 8 * GiB_PAGES)
+    rnd = random.Random(3)
+    tmp = tempfile.mkdtemp(prefix="allocview-bench-")
+    path = f"{tmp}/t.jsonl"
+    w = TraceWriter(path, {"arch": "x86_64", "format": "2021"})
+    live: list[int] = []
+    n = 1_000_000
+    for _ in range(n):
+        if rnd.random() < 0.5 or not live:
+            order = rnd.randrange(5)
+            p = src.alloc_pages_flags(order, FLAG_DONTZERO)
+            w.call("alloc_pages_flags", (order, FLAG_DONTZERO), p)
+            if p:
+                live.append(p)
+        else:
+            i = rnd.randrange(len(live))
+            live[i], live[-1] = live[-1], live[i]
+            p = live.pop()
+            src.free_pages(p)
+            w.call("free_pages", (p,), None)
+    w.close()
+    t = time.perf_counter()
+    trace = read_trace(path)
+    al = Allocator(layout_for("x86_64", "2021"))
+    al.init_area(AREA_ANY_NUMBER, 4 * GiB_PAGES, 8 * GiB_PAGES)
+    res = replay(al, trace.calls, against=src.state())
+    took = time.perf_counter() - t
+    import shutil
+    shutil.rmtree(tmp)
+    return {"name": "replay of a 1,000,000-call trace", "seconds": round(took, 2),
+            "calls_per_s": round(n / took), "diverged": res.divergence is not None,
+            "target_s": 15}
+
+
+def bench_drive() -> dict:
+    """alloc drive over the gdb stub: operations per second with the
+    touched state compared after every one."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from harness import Guest
+
+    with Guest("x86_64-2021", memory="256M") as g:
+        gdb = g.stop_at_checkpoint(2)
+        gdb.cli(f"source {ROOT}/gdbext/alloc.py")
+        text = gdb.cli("alloc drive --ops 1000 --seed 5 --yes --out /tmp/allocview-bench-drive",
+                       timeout=600)
+    line = next(x for x in text.splitlines() if "ops/s" in x)
+    rate = float(line.split("(")[1].split()[0])
+    return {"name": "alloc drive over the gdb stub (1000 ops, full comparison of touched state)",
+            "ops_per_s": rate, "target_ops_per_s": 50}
+
+
 BENCHES = {
+    "dump": bench_dump_check,
+    "live": bench_live_sources,
+    "replay": bench_replay,
+    "drive": bench_drive,
     "gdb": bench_gdb_check,
     "decode": bench_decode_check,
     "ops": lambda: bench_reference_ops(FLAG_DONTZERO),
