@@ -533,11 +533,48 @@ def errors_of(snap):
     return errors(check(snap))
 
 
+class _CheckEach:
+    watcher = None
+
+
+@command("check-each", "After every call of the allocator's entry points (or the FUNCTIONs "
+                       "named), check what the call touched and stop the guest at the first call "
+                       "that leaves an error finding, naming the call, its arguments and the "
+                       "findings. `alloc check-each off` removes it; `status` shows the count. "
+                       "A full check runs every --full-every calls and after gdb writes memory.",
+         words=("off", "status"))
+@args(("funcs", dict(nargs="*", help="entry points, or `off` / `status`")),
+      ("--full-every", dict(type=int, default=100, metavar="N")))
+def cmd_check_each(a):
+    from .checkeach import CheckEach
+    from .trace import entry_points
+    w = _CheckEach.watcher
+    if a.funcs in (["off"], ["status"]):
+        if w is None:
+            gdb.write("allocview: check-each is off\n")
+            return
+        gdb.write(w.describe())
+        if a.funcs == ["off"]:
+            w.off()
+            _CheckEach.watcher = None
+            gdb.write("allocview: check-each off\n")
+        return
+    if w is not None:
+        w.off()
+    prog = target.program()
+    funcs = a.funcs or entry_points(prog)
+    missing = [f for f in funcs if f not in prog.symbols]
+    if missing:
+        raise gdb.GdbError(f"allocview: no such entry point(s): {', '.join(missing)}")
+    _CheckEach.watcher = CheckEach(funcs, a.full_every, STATE.format)
+    gdb.write(f"allocview: checking after each call of {', '.join(funcs)}; `continue` to run\n")
+
+
 class AllocPrefix(gdb.Command):
     """Inspect and check the kvm-unit-tests page allocator (allocview).
 
 Commands: areas, lists, page, check, stats, why, map, snapshot, diff, report,
-vmalloc, phys, format, color, save, trace. `help alloc COMMAND` for each. Read-only: no
+vmalloc, phys, format, color, save, trace, drive, check-each. `help alloc COMMAND` for each. Read-only: no
 command writes guest memory or resumes the guest."""
 
     def __init__(self):

@@ -23,7 +23,7 @@ from model.trace import SIGNATURES, TraceWriter
 
 from . import target
 
-__all__ = ["Tracer", "RETURN_MNEMONICS", "entry_points"]
+__all__ = ["CallWatcher", "Tracer", "RETURN_MNEMONICS", "entry_points"]
 
 # Per arch: integer argument registers, return register, stack-passed args
 # (i386 cdecl), the stack pointer register.
@@ -56,21 +56,18 @@ def _reg(frame, name: str) -> int:
     return int(frame.read_register(name)) & ((1 << 64) - 1)
 
 
-class Tracer:
-    """One recording session."""
+class CallWatcher:
+    """Sees every outermost call of the given entry points return, with its
+    arguments and result; `on_call` decides whether the guest stops."""
 
-    def __init__(self, path: str, funcs: list[str], snapshot_every: int = 0):
+    def __init__(self, funcs: list[str]):
         prog = target.program()
         if prog.arch not in ABI:
-            raise gdb.GdbError(f"allocview: tracing is not supported on {prog.arch} yet")
+            raise gdb.GdbError(f"allocview: watching calls is not supported on {prog.arch} yet")
         self.prog = prog
         self.abi = ABI[prog.arch]
         self.word = prog.layout.ptr_size
         self.endian = prog.layout.endian
-        self.snapshot_every = snapshot_every
-        self.writer = TraceWriter(path, {"arch": prog.arch, "format": prog.layout.format,
-                                         "areas": prog.areas_addr, "areas_mask": prog.mask_addr,
-                                         "funcs": funcs})
         self.stack: list[tuple[str, int, tuple[int, ...]]] = []
         self.breakpoints: list[gdb.Breakpoint] = []
         self.started = time.perf_counter()
@@ -144,12 +141,12 @@ class Tracer:
             return
         self.stack.append((func, sp, self.args(frame, func) if not self.stack else ()))
 
-    def leave(self, owners: set[str]) -> None:
+    def leave(self, owners: set[str]) -> bool:
         if not self.stack or self.stack[-1][0] not in owners:
-            return                        # a return with no entry: ignore
+            return False                  # a return with no entry: ignore
         func, _sp, args = self.stack.pop()
         if self.stack:
-            return                        # nested inside another entry point
+            return False                  # nested inside another entry point
         _, returns = SIGNATURES[func]
         result = None
         if returns:
@@ -160,16 +157,38 @@ class Tracer:
             else:
                 v &= (1 << (8 * self.word)) - 1
             result = v
-        self.writer.call(func, args, result)
-        if self.snapshot_every and self.writer.count % self.snapshot_every == 0:
-            from .commands import fresh_snapshot
-            self.writer.state(fresh_snapshot().state())
+        return self.on_call(func, args, result)
 
-    def stop(self) -> dict:
+    def on_call(self, func: str, args: tuple[int, ...], result: int | None) -> bool:
+        raise NotImplementedError
+
+    def remove(self) -> None:
         for bp in self.breakpoints:
             if bp.is_valid():
                 bp.delete()
         self.breakpoints.clear()
+
+
+class Tracer(CallWatcher):
+    """One recording session: every call into a trace file."""
+
+    def __init__(self, path: str, funcs: list[str], snapshot_every: int = 0):
+        prog = target.program()
+        self.snapshot_every = snapshot_every
+        self.writer = TraceWriter(path, {"arch": prog.arch, "format": prog.layout.format,
+                                         "areas": prog.areas_addr, "areas_mask": prog.mask_addr,
+                                         "funcs": funcs})
+        super().__init__(funcs)
+
+    def on_call(self, func, args, result) -> bool:
+        self.writer.call(func, args, result)
+        if self.snapshot_every and self.writer.count % self.snapshot_every == 0:
+            from .commands import fresh_snapshot
+            self.writer.state(fresh_snapshot().state())
+        return False
+
+    def stop(self) -> dict:
+        self.remove()
         self.writer.close()
         return {"calls": self.writer.count, "seconds": time.perf_counter() - self.started,
                 "duplicates": self.duplicates, "errors": self.errors, "path": self.writer.path}
@@ -197,7 +216,8 @@ class _Return(gdb.Breakpoint):
 
     def stop(self):
         try:
-            self.tracer.leave(self.owners)
-        except Exception:
+            return bool(self.tracer.leave(self.owners))
+        except Exception as e:
             self.tracer.errors += 1
+            self.tracer.last_error = e
         return False

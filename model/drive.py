@@ -203,31 +203,33 @@ class Driver:
 
     # -------------------------------------------------------------- compare
     def compare(self, al: Allocator, touched: set[int], full: bool) -> list[Difference]:
+        if full or self.touched_differs(al, touched):
+            return self._full(al)
+        return []
+
+    def touched_differs(self, al: Allocator, touched: set[int]) -> bool:
+        """Whether the guest differs from the model in what the last
+        operation touched: the descriptors and list heads (one read), the
+        list nodes it wrote, and the metadata bytes it wrote."""
         lay = self.layout
         mem = al.memory
         s = self.start
-        out: list[Difference] = []
         size = lay.areas_size
-        g_desc = self.guest.read(s.areas_addr, size)
-        m_desc = mem.read(s.areas_addr, size)
-        g_mask = self.guest.read(s.mask_addr, 4)
-        if g_desc != m_desc or g_mask != mem.read(s.mask_addr, 4) or full:
-            return self._full(al)
+        if self.guest.read(s.areas_addr, size) != mem.read(s.areas_addr, size) or \
+                self.guest.read(s.mask_addr, 4) != mem.read(s.mask_addr, 4):
+            return True
         for node in sorted(touched):
             if s.areas_addr <= node < s.areas_addr + size:
                 continue                    # a head: already compared
-            m = mem.read(node, 2 * lay.ptr_size)
-            g = self.guest.read(node, 2 * lay.ptr_size)
-            if m != g:
-                return self._full(al)
+            if mem.read(node, 2 * lay.ptr_size) != self.guest.read(node, 2 * lay.ptr_size):
+                return True
         for a in al.areas:
             if a is None:
                 continue
             for lo, hi in al.pop_touched_meta(a.slot):
-                g = self.guest.read(a.page_states + lo, hi - lo)
-                if g != bytes(a.meta[lo:hi]):
-                    return self._full(al)
-        return out
+                if self.guest.read(a.page_states + lo, hi - lo) != bytes(a.meta[lo:hi]):
+                    return True
+        return False
 
     def _full(self, al: Allocator) -> list[Difference]:
         """Decode the guest whole and compare with the model: words for

@@ -344,7 +344,36 @@ def bench_drive() -> dict:
             "ops_per_s": rate, "target_ops_per_s": 50}
 
 
+def bench_check_each() -> dict:
+    """Calls per second between checkpoints 1 and 2 of the fixture
+    workload over the stub: bare breakpoints (alloc trace to /dev/null)
+    against alloc check-each."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from harness import Guest
+
+    rates = {}
+    for mode in ("trace", "check-each"):
+        with Guest("x86_64-2021", memory="256M", ops=3000) as g:
+            gdb = g.stop_at_checkpoint(1)
+            gdb.cli(f"source {ROOT}/gdbext/alloc.py")
+            gdb.cli(f"alloc trace start {g.workdir}/bench.jsonl" if mode == "trace"
+                    else "alloc check-each")
+            t = time.perf_counter()
+            gdb.run_to_checkpoint(2, timeout=600)
+            took = time.perf_counter() - t
+            text = gdb.cli("alloc trace stop" if mode == "trace" else "alloc check-each status")
+            import re
+            calls = int(re.search(r"(\d+) calls", text).group(1))
+            rates[mode] = calls / took
+    return {"name": "check-each over the gdb stub (fixture workload, 3000 ops)",
+            "bare_breakpoints_calls_per_s": round(rates["trace"], 1),
+            "check_each_calls_per_s": round(rates["check-each"], 1),
+            "overhead_ratio": round(rates["trace"] / rates["check-each"], 2),
+            "target": "overhead ratio <= 2"}
+
+
 BENCHES = {
+    "check-each": bench_check_each,
     "dump": bench_dump_check,
     "live": bench_live_sources,
     "replay": bench_replay,
