@@ -18,12 +18,12 @@ from model.memory import SparseMemory
 
 from .sources.memfile import ram_extents, x86_below_4g
 
-__all__ = ["Segment", "image_pieces", "image_segments", "write_elf_dump", "write_raw", "write_memfile",
-           "E_MACHINE"]
+__all__ = ["Segment", "image_pieces", "image_segments", "write_elf_dump", "write_raw",
+           "write_memfile", "E_MACHINE"]
 
 E_MACHINE = {"x86_64": 62, "i386": 3, "s390x": 22, "aarch64": 183, "arm": 40,
              "riscv64": 243, "ppc64": 21}
-PT_LOAD, PT_NOTE, ET_CORE = 1, 4, 4
+PT_LOAD, PT_NOTE, ET_CORE, PN_XNUM = 1, 4, 4, 0xFFFF
 
 
 @dataclass(frozen=True)
@@ -97,21 +97,34 @@ def write_elf_dump(path: str, segments: list[SegmentLike], *, arch: str = "x86_6
     e = "<" if a.endian == "little" else ">"
     if elfclass == 64:
         ehdr, phdr = struct.Struct(e + "16sHHIQQQIHHHHHH"), struct.Struct(e + "IIQQQQQQ")
+        shdr = struct.Struct(e + "IIQQQQIIQQ")
     else:
         ehdr, phdr = struct.Struct(e + "16sHHIIIIIHHHHHH"), struct.Struct(e + "IIIIIIII")
+        shdr = struct.Struct(e + "IIIIIIIIII")
     nph = 1 + len(segs)
+    # More than 0xfffe program headers (a saved state of many list nodes):
+    # e_phnum = PN_XNUM and the count goes in section header 0's sh_info.
+    xnum = nph >= PN_XNUM
+    shoff = ehdr.size + nph * phdr.size if xnum else 0
     ident = b"\x7fELF" + bytes((elfclass // 32, 1 if e == "<" else 2, 1)) + bytes(9)
-    header = ehdr.pack(ident, ET_CORE, E_MACHINE[arch], 1, 0, ehdr.size, 0, 0, ehdr.size,
-                       phdr.size, nph, 0, 0, 0)
-    off = (ehdr.size + nph * phdr.size + align - 1) // align * align
-    phdrs = [_phdr(phdr, elfclass, PT_NOTE, 0, ehdr.size + nph * phdr.size, 0, 0, 1)]
+    header = ehdr.pack(ident, ET_CORE, E_MACHINE[arch], 1, 0, ehdr.size, shoff, 0, ehdr.size,
+                       phdr.size, PN_XNUM if xnum else nph, shdr.size if xnum else 0,
+                       1 if xnum else 0, 0)
+    tables = ehdr.size + nph * phdr.size + (shdr.size if xnum else 0)
+    off = (tables + align - 1) // align * align
+    phdrs = [_phdr(phdr, elfclass, PT_NOTE, 0, tables, 0, 0, 1)]
     offsets = []
     for s in segs:
+        # page-align big segments (mmap-friendly, like QEMU); pack small ones
+        step = align if s.size >= align else 8
+        off = (off + step - 1) // step * step
         offsets.append(off)
         phdrs.append(_phdr(phdr, elfclass, PT_LOAD, 7, off, 0, s.phys, s.size))
-        off += (s.size + align - 1) // align * align
+        off += s.size
     with open(path, "wb") as f:
         f.write(header + b"".join(phdrs))
+        if xnum:
+            f.write(shdr.pack(0, 0, 0, 0, 0, 0, 0, nph, 0, 0))
         for s, base in zip(segs, offsets):
             if not sparse:
                 _write_zeros(f, base, s.size)

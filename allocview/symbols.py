@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from elftools.common.exceptions import ELFError
 from elftools.dwarf.dwarf_expr import DWARFExprParser
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
@@ -63,6 +62,7 @@ class Program:
 class _Sym:
     name: str
     value: int
+    size: int
     kind: str          # STT_OBJECT, STT_FUNC, ...
     local: bool
     file: str | None   # basename of the defining file, when known
@@ -85,10 +85,11 @@ def load_program(path: str, *, arch: str | None = None, format: str | None = Non
             return _load(elf, path, name, arch, format)
         except SymbolError:
             raise
-        except (ELFError, ValueError, KeyError, OSError) as e:
-            raise SymbolError(f"{path}: not a readable ELF file ({e})") from None
         except LayoutError as e:
             raise SymbolError(f"{name}: {e}") from None
+        except Exception as e:  # noqa: BLE001 - pyelftools raises many kinds on bad input
+            why = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise SymbolError(f"{path}: not a readable ELF file ({why})") from None
 
 
 def _load(elf: ELFFile, path: str, name: str, want_arch: str | None,
@@ -103,7 +104,7 @@ def _load(elf: ELFFile, path: str, name: str, want_arch: str | None,
     if syms is None and (dwarf is None or "areas" not in dwarf.variables.get("alloc_page.c", {})):
         raise SymbolError(f"{name} has no symbol table (stripped?): allocview needs the "
                           "address of 'areas'; give the unstripped ELF")
-    symbols = _data_symbols(syms or [], dwarf, name)
+    symbols = _data_symbols(syms or [], dwarf, name, arch)
     symbols.update(_functions(syms or []))
     struct = dwarf.mem_area if dwarf else None
     if struct is not None:
@@ -128,6 +129,10 @@ def _arch_of(elf: ELFFile, name: str, dwarf_address_size: int | None) -> str:
     if arch is None:
         raise SymbolError(f"{name} is a {elf.elfclass}-bit {machine} ELF; allocview knows "
                           f"{', '.join(ARCHES)}")
+    endian = "little" if elf.little_endian else "big"
+    if ARCHES[arch].endian != endian:
+        raise SymbolError(f"{name} is a {endian}-endian {arch} ELF; allocview knows "
+                          f"{arch} {ARCHES[arch].endian}-endian only")
     return arch
 
 
@@ -149,22 +154,30 @@ def _symtab(elf: ELFFile) -> list[_Sym] | None:
             continue
         local = bind == "STB_LOCAL"
         # globals come after every file's locals: their position says nothing
-        out.append(_Sym(s.name, s["st_value"], kind, local, current if local else None))
+        out.append(_Sym(s.name, s["st_value"], s["st_size"], kind, local,
+                        current if local else None))
     return out
 
 
-def _data_symbols(syms: list[_Sym], dwarf: "_Dwarf | None", name: str) -> dict[str, int]:
+def _data_symbols(syms: list[_Sym], dwarf: "_Dwarf | None", name: str,
+                  arch: str) -> dict[str, int]:
     out: dict[str, int] = {}
+    sizes = _expected_sizes(arch)
     for sym, home in HOMES.items():
         if dwarf is not None and sym in dwarf.variables.get(home, {}):
             out[sym] = dwarf.variables[home][sym]
             continue
         cands = [s for s in syms if s.name == sym and s.kind in ("STT_OBJECT", "STT_NOTYPE")]
         at_home = [s for s in cands if s.file == home]
+        # strip --strip-debug drops STT_FILE too: then the size tells areas[]
+        # (a table size) and areas_mask (an unsigned int) from namesakes
+        by_size = [s for s in cands if s.size in sizes.get(sym, ())]
         if len(at_home) == 1:
             out[sym] = at_home[0].value
         elif len(cands) == 1 and sym not in _HOME_ONLY:
             out[sym] = cands[0].value
+        elif len(by_size) == 1:
+            out[sym] = by_size[0].value
         elif len(cands) > 1 and sym in ("areas", "areas_mask"):
             files = ", ".join(sorted({s.file or "?" for s in cands}))
             raise SymbolError(f"{name} has {len(cands)} symbols named {sym!r} (files {files}) "
@@ -174,6 +187,12 @@ def _data_symbols(syms: list[_Sym], dwarf: "_Dwarf | None", name: str) -> dict[s
         raise SymbolError(f"{name} has no symbol {missing!r} (not a kvm-unit-tests program "
                           "with the page allocator?)")
     return out
+
+
+def _expected_sizes(arch: str) -> dict[str, set[int]]:
+    """st_size of areas[] and areas_mask in the built-in layouts."""
+    areas = {layout_for(arch, f).areas_size for f in ("2020", "2021")}
+    return {"areas": areas, "areas_mask": {4}}
 
 
 def _functions(syms: list[_Sym]) -> dict[str, int]:
@@ -201,9 +220,14 @@ def _dwarf(elf: ELFFile) -> _Dwarf | None:
     `struct mem_area` from the type of `areas`. Other units are skipped
     after their first DIE, so a large program costs little."""
     try:
-        info = elf.get_dwarf_info()
-    except (ELFError, ValueError, KeyError):
+        return _scan_dwarf(elf.get_dwarf_info())
+    except SymbolError:
+        raise
+    except Exception:  # noqa: BLE001 - corrupt DWARF: fall back to the symbols and tables
         return None
+
+
+def _scan_dwarf(info) -> _Dwarf:
     out = _Dwarf()
     homes = set(HOMES.values())
     for cu in info.iter_CUs():

@@ -2,9 +2,11 @@
 
 Every source is a `model.memory.Memory` (`read(addr, size) -> bytes`,
 raising `MemoryReadError`) with a lifecycle (`close`, context manager), a
-batched `read_many` and `stats`. Addresses are guest *virtual*; sources that
-see physical memory map them with `phys_offset` (virt = phys + phys_offset;
-0, the identity, on x86 and s390x kvm-unit-tests guests).
+batched `read_many` and `stats` ("reads" served, "bytes" returned,
+"round_trips" to a live target; QMP adds "commands"). Addresses are guest
+*virtual*; sources that see physical memory map them with `phys_offset`
+(virt = phys + phys_offset; 0, the identity, on x86 and s390x
+kvm-unit-tests guests). gdb reads virtual memory itself.
 
 Importing this package never touches a target and never imports qemu.qmp
 or pygdbmi; `open_source` imports the one it needs.

@@ -9,7 +9,6 @@ the data is read through mmap.
 
 from __future__ import annotations
 
-from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
 from ..errors import SourceError
@@ -96,7 +95,7 @@ def _parse(f, path: str) -> tuple[list[Extent], str, int]:
         if elf["e_type"] != "ET_CORE":
             raise SourceError(f"{label}: an ELF {_kind(elf['e_type'])}, not a memory dump "
                               "(a guest program goes to --elf)")
-        phend = elf["e_phoff"] + elf["e_phnum"] * elf["e_phentsize"]
+        phend = elf["e_phoff"] + elf.num_segments() * elf["e_phentsize"]
         if phend > size:
             raise SourceError(f"{label}: truncated ELF dump (program headers end at byte "
                               f"{phend}, the file has {size})")
@@ -104,8 +103,11 @@ def _parse(f, path: str) -> tuple[list[Extent], str, int]:
                    for s in elf.iter_segments() if s["p_type"] == "PT_LOAD" and s["p_filesz"]]
     except SourceError:
         raise
-    except (ELFError, ValueError, OSError, KeyError) as e:
-        raise SourceError(f"{label}: unreadable ELF headers ({e})") from None
+    except OSError as e:
+        raise SourceError(f"{label}: cannot read: {e.strerror or e}") from None
+    except Exception as e:  # noqa: BLE001 - pyelftools raises many kinds on bad headers
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise SourceError(f"{label}: unreadable ELF headers ({why})") from None
     if not extents:
         raise SourceError(f"{label}: no PT_LOAD segment, so no guest memory in this dump")
     return extents, elf["e_machine"], elf.elfclass

@@ -10,7 +10,6 @@ unless `resume=True`, which `detach`es and so lets it run (ALLOCATOR.md,
 
 from __future__ import annotations
 
-import shlex
 import subprocess
 import time
 
@@ -26,6 +25,11 @@ CHUNK = 64 << 10         # bytes per -data-read-memory-bytes: gdb answers in hex
 BATCH = 64               # commands per write: one round trip to gdb
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 60.0
+
+
+def _c_string(text: str) -> str:
+    """An MI argument quoted as a C string (MI does not take shell quotes)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _target(address: str) -> str:
@@ -74,7 +78,7 @@ class GdbMiSource(Source):
                  "-gdb-set tcp auto-retry off",   # refused: fail now, not after the timeout
                  f"-gdb-set tcp connect-timeout {max(1, int(timeout))}"]
         if elf:
-            setup.append(f"-file-exec-and-symbols {shlex.quote(elf)}")
+            setup.append(f"-file-exec-and-symbols {_c_string(elf)}")
         if arch:
             if arch not in ARCHES:
                 raise SourceError(f"--arch {arch}: unknown (expected one of {', '.join(ARCHES)})")
@@ -124,6 +128,9 @@ class GdbMiSource(Source):
         return got
 
     def read_many(self, ranges: list[tuple[int, int]]) -> list[bytes | None]:
+        """Every range's MI commands, BATCH to a write."""
+        if self.closed:
+            raise SourceError(f"{self.name}: read after close")
         out = []
         for (addr, size), got in zip(ranges, self._read_ranges(ranges)):
             if isinstance(got, bytes):
@@ -135,11 +142,13 @@ class GdbMiSource(Source):
     def _read_ranges(self, ranges: list[tuple[int, int]]) -> list:
         """bytes, or the MemoryReadError, per range; BATCH commands a write."""
         pieces: list[tuple[int, int, int]] = []           # (range index, addr, size)
+        errors: dict[int, MemoryReadError] = {}
         for i, (addr, size) in enumerate(ranges):
+            if size < 0:
+                errors[i] = MemoryReadError(addr, size, "negative size")
             for off in range(0, size, CHUNK):
                 pieces.append((i, addr + off, min(CHUNK, size - off)))
         parts: list[list[bytes]] = [[] for _ in ranges]
-        errors: dict[int, MemoryReadError] = {}
         for b in range(0, len(pieces), BATCH):
             batch = pieces[b:b + BATCH]
             recs = self._mi_batch([f"-data-read-memory-bytes {a:#x} {s}" for _, a, s in batch],

@@ -74,9 +74,9 @@ class MappedFile:
         i = bisect_right(self._starts, phys) - 1
         pos, end, parts = phys, phys + size, []
         while pos < end:
-            if i < 0 or i >= len(self.extents) or not self.extents[i].phys <= pos < self.extents[i].end:
+            e = self.extents[i] if 0 <= i < len(self.extents) else None
+            if e is None or not e.phys <= pos < e.end:
                 raise MemoryReadError(phys, size, self.gap_reason)
-            e = self.extents[i]
             n = min(end, e.end) - pos
             off = pos - e.phys
             if off + n > self.available(e):

@@ -1,0 +1,208 @@
+"""gdb driven over MI for a wrapper that must never hang its test.
+
+One reader thread turns gdb's output into records (pygdbmi's parser) and
+puts them on the `Bus`, where the QEMU waiter thread and the signal handler
+put theirs: one queue, so waiting for gdb also notices a QEMU that exits or
+a SIGTERM. Every wait has a deadline; a QEMU that is gone or a termination
+signal shortens it to a grace period (gdb answers at once when its remote
+closes, and the runner's `timeout -k 1s` leaves about a second after
+SIGTERM).
+"""
+
+from __future__ import annotations
+
+import queue
+import re
+import threading
+import time
+from subprocess import PIPE, STDOUT
+
+from pygdbmi.gdbmiparser import parse_response
+
+from ..errors import SourceError
+from ..sources import Source
+from ..sources.gdbmi import GdbMiSource
+from .children import kill, reap, spawn
+
+__all__ = ["Bus", "MiError", "MiSession", "SessionMemory", "GRACE"]
+
+GRACE = 0.8            # seconds left to gdb once QEMU is gone or a signal came
+
+
+class MiError(RuntimeError):
+    """gdb refused a command, gave no answer in time, or exited."""
+
+
+class Bus:
+    """Events in arrival order: ("gdb", record), ("gdb-eof", None),
+    ("qemu", returncode), ("signal", signum). SimpleQueue's put is safe in a
+    signal handler. `qemu_status` and `signals` keep what has been seen."""
+
+    def __init__(self) -> None:
+        self._q: queue.SimpleQueue = queue.SimpleQueue()
+        self.qemu_status: int | None = None
+        self.signals: list[int] = []
+
+    def put(self, kind: str, value) -> None:
+        self._q.put((kind, value))
+
+    def get(self, timeout: float | None) -> tuple[str, object] | None:
+        """The next event (None after `timeout`), noting QEMU's end and signals."""
+        try:
+            # short slices: signal handlers run between them at the latest
+            ev = self._q.get(timeout=0.25 if timeout is None else max(0.0, min(timeout, 0.25)))
+        except queue.Empty:
+            return None
+        if ev[0] == "qemu":
+            self.qemu_status = ev[1]
+        elif ev[0] == "signal":
+            self.signals.append(ev[1])
+        return ev
+
+    @property
+    def hurry(self) -> bool:
+        """QEMU is gone or asked to go: whatever gdb does now is moot."""
+        return self.qemu_status is not None or bool(self.signals)
+
+
+class MiSession:
+    """A gdb child speaking MI, its records on `bus`. `stops` collects the
+    `*stopped` payloads seen while waiting for command results."""
+
+    def __init__(self, gdb: str, bus: Bus):
+        self.bus = bus
+        self.stops: list[dict] = []
+        self.dead = False
+        self._token = 0
+        self.proc = spawn([gdb, "--interpreter=mi3", "--nx", "--quiet"], own_session=True,
+                          stdin=PIPE, stdout=PIPE, stderr=STDOUT)
+        self._reader = threading.Thread(target=self._read, name="allocview-gdb", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            line = raw.decode(errors="replace").rstrip("\r\n")
+            if not line or line.startswith("(gdb)"):
+                continue
+            try:
+                rec = _memory_result(line) or parse_response(line)
+            except Exception:  # noqa: BLE001 - gdb may print anything on its stderr
+                rec = {"type": "output", "message": None, "payload": line, "token": None}
+            self.bus.put("gdb", rec)
+        self.bus.put("gdb-eof", None)
+
+    # ------------------------------------------------------------ commands
+    def send(self, commands: list[str]) -> list[int]:
+        """Write commands in one go; their tokens."""
+        if self.dead or self.proc.poll() is not None:
+            raise MiError("gdb is not running")
+        tokens, lines = [], []
+        for c in commands:
+            self._token += 1
+            tokens.append(self._token)
+            lines.append(f"{self._token}{c}\n")
+        try:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write("".join(lines).encode())
+            self.proc.stdin.flush()
+        except (OSError, ValueError) as e:
+            raise MiError(f"gdb is gone ({e})") from None
+        return tokens
+
+    def batch(self, commands: list[str], timeout: float) -> list[dict]:
+        """Result records of `commands`, in order; ^error records included."""
+        tokens = self.send(commands)
+        got: dict[int, dict] = {}
+        deadline = time.monotonic() + timeout
+        while len(got) < len(tokens):
+            if self.bus.hurry:
+                deadline = min(deadline, time.monotonic() + GRACE)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise MiError(f"gdb gave no answer to {commands[len(got)].split()[0]} "
+                              f"in {timeout:g} s")
+            ev = self.bus.get(left)
+            if ev is None or ev[0] != "gdb":
+                if ev is not None and ev[0] == "gdb-eof":
+                    self.dead = True
+                    raise MiError(f"gdb exited (status {self.proc.poll()})")
+                continue
+            rec = ev[1]
+            if rec.get("type") == "result" and rec.get("token") in tokens:
+                got[rec["token"]] = rec
+            elif rec.get("type") == "notify" and rec.get("message") == "stopped":
+                self.stops.append(rec.get("payload") or {})
+        return [got[t] for t in tokens]
+
+    def command(self, command: str, timeout: float) -> dict:
+        """One command's result payload; MiError on ^error."""
+        rec = self.batch([command], timeout)[0]
+        if rec.get("message") == "error":
+            raise MiError(f"{command.split()[0]}: {_msg(rec)}")
+        return rec.get("payload") or {}
+
+    # ----------------------------------------------------------- lifecycle
+    def close(self, polite: bool) -> None:
+        """End gdb: `-gdb-exit` first when `polite` (it has detached), else
+        SIGKILL; never waits more than a moment."""
+        if self.proc.poll() is None and polite and not self.dead:
+            try:
+                self.send(["-gdb-exit"])
+                self.proc.wait(1.0)
+            except Exception:  # noqa: BLE001 - killed below
+                pass
+        kill(self.proc)
+        reap(self.proc, 2.0)
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            try:
+                pipe.close()
+            except (OSError, AttributeError):
+                pass
+        self.dead = True
+
+
+# A one-block -data-read-memory-bytes result, the check's bulk (one per
+# free block): parsed here at a tenth of pygdbmi's cost, into its records.
+_MEMORY_RE = re.compile(r'(\d+)\^done,memory=\[\{begin="(0x[0-9a-f]+)",offset="(0x[0-9a-f]+)",'
+                        r'end="(0x[0-9a-f]+)",contents="([0-9a-f]*)"\}\]$')
+
+
+def _memory_result(line: str) -> dict | None:
+    m = _MEMORY_RE.match(line)
+    if m is None:
+        return None
+    block = {"begin": m[2], "offset": m[3], "end": m[4], "contents": m[5]}
+    return {"type": "result", "message": "done", "payload": {"memory": [block]},
+            "token": int(m[1])}
+
+
+def _msg(rec: dict) -> str:
+    payload = rec.get("payload") or {}
+    return str(payload.get("msg", payload)) if isinstance(payload, dict) else str(payload)
+
+
+class SessionMemory(GdbMiSource):
+    """GdbMiSource's batched `-data-read-memory-bytes` reads, over a session
+    that owns gdb and the target: it never attaches, detaches or ends gdb.
+    Every batch shares one deadline, the check's time budget."""
+
+    def __init__(self, session: MiSession, label: str, budget: float):
+        Source.__init__(self, f"gdb {label}")
+        self.label = label
+        self.resume = False
+        self.connected = True
+        self._token = 0
+        self._session = session
+        self._deadline = time.monotonic() + budget
+
+    def _mi_batch(self, commands: list[str], timeout: float) -> list[dict]:
+        self.stats["round_trips"] += 1
+        left = self._deadline - time.monotonic()
+        try:
+            return self._session.batch(commands, max(0.0, min(timeout, left)))
+        except MiError as e:
+            raise SourceError(f"{self.label}: {e}") from None
+
+    def close(self) -> None:
+        Source.close(self)

@@ -1,0 +1,157 @@
+"""What a QEMU command line asks for, seen by a wrapper that must behave as
+QEMU: whether to hand it straight to QEMU, which kernel it boots, which
+qemu-system-* runs that kernel and which ELF has its symbols.
+
+QEMU's own parser decides whether an option takes an argument from a
+table; `NO_ARG` is that table's flag half (QEMU 7-9), every other option
+takes one argument. `-opt` and `--opt` are the same option.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass
+
+__all__ = ["Invocation", "analyse", "qemu_for", "elf_for", "test_name", "NO_ARG"]
+
+# Options without an argument (qemu-system-* -help; older and newer ones too).
+NO_ARG = frozenset("""
+    h help version S s snapshot nographic no-reboot no-shutdown nodefaults
+    no-user-config daemonize enable-kvm xen-attach xen-domid-restrict
+    full-screen no-frame alt-grab ctrl-grab no-quit sdl curses portrait
+    no-fd-bootchk no-hpet no-acpi win2k-hack rtc-td-hack singlestep
+    one-insn-per-tb preconfig only-migratable enable-fips semihosting
+    mem-prealloc usb old-param audio-help enable-sync-profile async-teardown
+    perfmap jitdump
+""".split())
+
+# Flags that answer a probe, and options whose run allocview must not touch:
+# the user's own gdb stub or -S (they mean to drive the guest), a migration
+# target, a QEMU that forks away from its parent.
+_PROBES = frozenset({"h", "help", "version", "audio-help"})
+_HANDS_OFF = frozenset({"s", "gdb", "S", "incoming", "daemonize", "preconfig"})
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """`passthrough`: why QEMU gets the command line alone (None: wrap it).
+    `kernel`: the -kernel argument, when there is one."""
+    argv: tuple[str, ...]
+    kernel: str | None
+    passthrough: str | None
+
+
+def _options(argv: list[str]):
+    """(option name without dashes, argument or None) in order; a bare
+    word (QEMU's old positional disk image) comes as ("", word)."""
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if not word.startswith("-") or word == "-":
+            yield "", word
+            i += 1
+            continue
+        name = word[2:] if word.startswith("--") else word[1:]
+        if name in NO_ARG or i + 1 >= len(argv):
+            yield name, None
+            i += 1
+        else:
+            yield name, argv[i + 1]
+            i += 2
+
+
+def _asks_help(value: str | None) -> bool:
+    """`-device help`, `-device '?'`, `-cpu help`, `-device e1000,help`..."""
+    if value is None:
+        return False
+    last = value.rsplit(",", 1)[-1]
+    return last in ("help", "?")
+
+
+def analyse(argv: list[str]) -> Invocation:
+    kernel = None
+    why = None
+    for name, value in _options(argv):
+        if name in _PROBES:
+            why = why or f"-{name}"
+        elif _asks_help(value):
+            why = why or f"-{name} {value}"
+        elif name in _HANDS_OFF:
+            why = why or f"-{name} given"
+        elif name == "kernel":
+            kernel = value
+    if why is None and not kernel:
+        why = "no -kernel"
+    elif why is None and not os.path.isfile(kernel):
+        # the runner's probe boots "_NO_FILE_4Uhere_" to see QEMU's error
+        why = f"no kernel file {kernel}"
+    return Invocation(tuple(argv), kernel, why)
+
+
+# ------------------------------------------------------------- ELF headers
+_EM = {3: "EM_386", 62: "EM_X86_64", 40: "EM_ARM", 183: "EM_AARCH64", 22: "EM_S390",
+       21: "EM_PPC64", 243: "EM_RISCV"}
+
+
+def _elf_header(path: str) -> tuple[int, str] | None:
+    """(class bits 32|64, machine) of an ELF file, None for anything else."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(20)
+    except OSError:
+        return None
+    if len(head) < 20 or head[:4] != b"\x7fELF" or head[4] not in (1, 2):
+        return None
+    order = "little" if head[5] == 1 else "big"
+    return (32 if head[4] == 1 else 64), _EM.get(int.from_bytes(head[18:20], order), "?")
+
+
+def _system(bits: int, machine: str) -> str | None:
+    return {("EM_X86_64", 64): "x86_64", ("EM_AARCH64", 64): "aarch64", ("EM_ARM", 32): "arm", ("EM_S390", 64): "s390x",
+            ("EM_PPC64", 64): "ppc64", ("EM_RISCV", 64): "riscv64",
+            ("EM_RISCV", 32): "riscv32"}.get((machine, bits))
+
+
+def elf_for(kernel: str, override: str | None = None) -> str | None:
+    """The ELF with the kernel's symbols: `override`, else `foo.elf` beside
+    `foo.flat` (kvm-unit-tests and the fixture guest boot an objcopy of
+    it), else the kernel itself when it is an ELF."""
+    if override:
+        return override
+    root, ext = os.path.splitext(kernel)
+    if ext != ".elf" and os.path.isfile(root + ".elf"):
+        return root + ".elf"
+    return kernel if _elf_header(kernel) else None
+
+
+def qemu_for(kernel: str | None, elf: str | None) -> str | None:
+    """qemu-system-<arch> for the kernel. An x86 `.flat` is an ELF32 i386
+    image whatever the code inside, and qemu-system-x86_64 runs 32-bit code
+    too: so x86_64, unless the program's own ELF is 32-bit i386, which needs
+    qemu-system-i386 (gdb's i386 registers match only its stub). A kernel
+    that is no ELF (arm's raw .flat) goes by its ELF. No kernel: the host's
+    arch (a probe)."""
+    if kernel is None:
+        host = platform.machine().lower()
+        return f"qemu-system-{ {'amd64': 'x86_64', 'arm64': 'aarch64'}.get(host, host) or 'x86_64'}"
+    head = _elf_header(kernel)
+    other = _elf_header(elf) if elf and os.path.abspath(elf) != os.path.abspath(kernel) else None
+    if head is None:
+        head = other
+    if head is None:
+        return None
+    if head[1] == "EM_386":
+        return "qemu-system-i386" if other == (32, "EM_386") else "qemu-system-x86_64"
+    arch = _system(*head)
+    return f"qemu-system-{arch}" if arch else None
+
+
+def test_name(kernel: str, env: dict[str, str]) -> str:
+    """ALLOCVIEW_TEST_NAME, else the kvm-unit-tests runner's TESTNAME (one
+    kernel serves several tests), else the kernel's file name."""
+    name = env.get("ALLOCVIEW_TEST_NAME") or env.get("TESTNAME")
+    if not name:
+        name = os.path.splitext(os.path.basename(kernel))[0]
+    # one file name per test: no directories, nothing hidden
+    return name.replace("/", "_").lstrip(".") or "test"

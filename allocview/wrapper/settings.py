@@ -1,0 +1,74 @@
+"""allocview-qemu's own settings. They come from the environment only: the
+command line belongs to QEMU, byte for byte.
+
+    ALLOCVIEW_REPORT_DIR  write <test>.json and append to summary.txt there
+                          (unset: no files, the summary line on stderr)
+    ALLOCVIEW_FAIL_ON     "error": exit EXIT_FINDINGS when error findings
+                          exist (unset or "never": QEMU's status, always)
+    ALLOCVIEW_ELF         the ELF with the kernel's symbols (else foo.elf
+                          beside foo.flat, else the kernel)
+    ALLOCVIEW_QEMU        the real QEMU (else qemu-system-<arch of the ELF>)
+    ALLOCVIEW_GDB         gdb (else "gdb" on PATH)
+    ALLOCVIEW_TEST_NAME   the report's name (else the runner's TESTNAME, else
+                          the kernel's file name)
+    ALLOCVIEW_STDERR      "1": the summary line on stderr also with a report
+                          directory; "0": never (default: only without one,
+                          and when ALLOCVIEW_FAIL_ON fails the test)
+    ALLOCVIEW_TIMEOUT     seconds for attaching and for the check (default 30)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+__all__ = ["Settings", "from_env", "SettingsError", "EXIT_FINDINGS"]
+
+# An even status: QEMU's isa-debug-exit only makes odd ones ((code << 1) | 1),
+# QEMU itself 0 or 1, kvm-unit-tests' scripts 2 (run script failed), 77
+# (SKIP) and 124 (timeout), signals 128 + n. The runner calls 4 FAIL.
+EXIT_FINDINGS = 4
+FAIL_ON = ("never", "error", "warning")
+
+
+class SettingsError(ValueError):
+    """An ALLOCVIEW_* variable with a value allocview does not know."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    report_dir: str | None = None
+    fail_on: str = "never"
+    elf: str | None = None
+    qemu: str | None = None
+    gdb: str = "gdb"
+    test_name: str | None = None
+    stderr: bool | None = None      # None: the default rule above
+    timeout: float = 30.0
+
+    def summary_to_stderr(self, failing: bool) -> bool:
+        if self.stderr is not None:
+            return self.stderr
+        # kvm-unit-tests' runner turns a passing QEMU status 1 into FAIL when
+        # stderr holds anything but warnings: stay quiet there unless failing
+        return self.report_dir is None or failing
+
+
+def from_env(env: dict[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    fail_on = (env.get("ALLOCVIEW_FAIL_ON") or "never").strip().lower()
+    if fail_on not in FAIL_ON:
+        raise SettingsError(f"ALLOCVIEW_FAIL_ON={fail_on}: expected one of {', '.join(FAIL_ON)}")
+    stderr = env.get("ALLOCVIEW_STDERR")
+    if stderr not in (None, "", "0", "1"):
+        raise SettingsError(f"ALLOCVIEW_STDERR={stderr}: expected 0 or 1")
+    try:
+        timeout = float(env.get("ALLOCVIEW_TIMEOUT") or 30.0)
+    except ValueError:
+        raise SettingsError(f"ALLOCVIEW_TIMEOUT={env['ALLOCVIEW_TIMEOUT']}: not a number") \
+            from None
+    return Settings(report_dir=env.get("ALLOCVIEW_REPORT_DIR") or None, fail_on=fail_on,
+                    elf=env.get("ALLOCVIEW_ELF") or None, qemu=env.get("ALLOCVIEW_QEMU") or None,
+                    gdb=env.get("ALLOCVIEW_GDB") or "gdb",
+                    test_name=env.get("ALLOCVIEW_TEST_NAME") or None,
+                    stderr=None if not stderr else stderr == "1", timeout=max(1.0, timeout))

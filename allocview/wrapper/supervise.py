@@ -1,0 +1,379 @@
+"""One test under allocview-qemu: QEMU started paused with a gdb stub, gdb
+attached, the guest run at full speed to `exit` or `abort`, the allocator
+checked there, gdb gone, QEMU left to finish the test.
+
+Whatever goes wrong on allocview's side, the test runs as it would without
+it and the `Outcome` says why no check was made: no allocator (QEMU runs
+plainly), no gdb (plainly), gdb dying or stalling (killed; QMP `cont` lets
+a guest it held run on), QEMU exiting or killed before the breakpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+
+from ..errors import SymbolError
+from . import qmp
+from .children import Listeners, kill, reap, spawn
+from .ends import RETURN_ADDRESS_EXPR, Ends, find_ends
+from .mi import Bus, MiError, MiSession, SessionMemory
+
+__all__ = ["Outcome", "Supervisor", "EXIT_CODE_EXPR", "gdb_arch_for"]
+
+# The first argument of exit(int) at its first instruction, per program arch.
+EXIT_CODE_EXPR = {"x86_64": "(int)$rdi", "i386": "*(int *)($esp + 4)", "aarch64": "(int)$x0",
+                  "arm": "(int)$r0", "s390x": "(int)$r2", "ppc64": "(int)$r3",
+                  "riscv64": "(int)$a0"}
+
+
+@dataclass
+class Outcome:
+    """What happened to one test. `ended`: "exit(N)", "abort" or
+    "no check: <reason>"; `report`: model.report.report's document when the
+    allocator was checked."""
+    name: str
+    kernel: str | None = None
+    elf: str | None = None
+    qemu: str | None = None
+    qemu_status: int | None = None       # Popen.returncode: negative is a signal
+    ended: str = "no check: not run"
+    report: dict | None = None
+    signals: list[int] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+    wall_time: float | None = None
+    check_time: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def checked(self) -> bool:
+        return self.report is not None
+
+    def no_check(self, reason: str) -> None:
+        if self.report is None and not self.ended.startswith("no check"):
+            self.notes.append(f"ended {self.ended}")
+        self.report = None
+        self.ended = f"no check: {reason}"
+
+
+def gdb_arch_for(qemu: str, program_arch: str) -> str:
+    """The stub's register set follows the QEMU binary, not the program: an
+    x86_64 QEMU talks x86-64 even while the guest is still in 32-bit mode."""
+    from model.layout import ARCHES
+
+    base = os.path.basename(qemu)
+    if "x86_64" in base:
+        return "i386:x86-64"
+    if "i386" in base:
+        return "i386"
+    return ARCHES[program_arch].gdb_arch
+
+
+def _signame(sig: int) -> str:
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return f"signal {sig}"
+
+
+class Supervisor:
+    """Runs `qemu argv...` for the test `outcome.name`. `signal(sig)` is
+    for the wrapper's signal handler: it forwards to QEMU at once."""
+
+    def __init__(self, qemu: str, argv: list[str], outcome: Outcome, *, gdb: str,
+                 timeout: float):
+        self.qemu = qemu
+        self.argv = list(argv)
+        self.out = outcome
+        self.gdb = gdb
+        self.timeout = timeout
+        self.bus = Bus()
+        self.proc: subprocess.Popen | None = None
+        self.mi: MiSession | None = None
+        self.listeners: Listeners | None = None
+
+    # ------------------------------------------------------------ signals
+    def signal(self, sig: int) -> None:
+        """Signal handler body: forward, then let the waits know."""
+        kill(self.proc, sig)
+        self.bus.put("signal", sig)
+
+    # ---------------------------------------------------------------- run
+    def run(self) -> Outcome:
+        try:
+            self._run()
+        finally:
+            self._cleanup()
+            self.out.qemu_status = self.proc.returncode if self.proc else self.out.qemu_status
+            self.out.signals = list(self.bus.signals)
+            self.out.wall_time = time.monotonic() - self.out.started
+        return self.out
+
+    def _run(self) -> None:
+        elf = self.out.elf
+        if elf is None:
+            return self._plain(f"no ELF for {self.out.kernel} (set ALLOCVIEW_ELF)")
+        gdb = shutil.which(self.gdb)
+        if gdb is None:
+            return self._plain(f"gdb not found ({self.gdb})")
+        try:
+            # gdb starts while Python reads the ELF
+            self.mi = MiSession(gdb, self.bus)
+        except OSError as e:
+            return self._plain(f"cannot start gdb ({e.strerror or e})")
+        try:
+            from ..symbols import load_program
+            prog = load_program(elf)
+        except SymbolError as e:
+            self.out.notes.append(str(e))
+            return self._plain("no allocator")
+        if "exit" not in prog.symbols:
+            return self._plain(f"no exit() in {os.path.basename(elf)} to stop at")
+        ends = find_ends(elf, prog.arch, prog.symbols["exit"], prog.symbols.get("abort"))
+        if self.bus.signals:
+            return self._not_started()
+        self.listeners = Listeners()
+        if not self._start_qemu(self.listeners.qemu_args() + ["-S"], self.listeners.fds):
+            return
+        self.listeners.close_ours()
+        try:
+            bkpts = self._attach(gdb_arch_for(self.qemu, prog.arch), ends.breakpoints())
+        except MiError as e:
+            if self._qemu_exited(0.5):
+                self._drop_gdb()
+                self.out.no_check(f"QEMU exited (status {self.proc.returncode}) before "
+                                  "allocview could attach")
+                return self._wait_qemu_exit()
+            return self._gdb_failed(f"attaching failed: {e}")
+        self._warm_up()
+        stop = self._wait_stop()
+        if stop is None:
+            return self._finish_plain()
+        which = bkpts.get(stop.get("bkptno"))
+        if stop.get("reason") != "breakpoint-hit" or which is None:
+            # paused by someone else (QMP stop, a panic action): leave it so
+            self._release(detach=False)
+            self.out.no_check(f"the guest stopped ({stop.get('reason') or 'no reason'}, "
+                              f"{stop.get('signal-name', '')}) before exit() or abort()")
+            return self._finish_plain()
+        self._at_end(prog, ends, which)
+
+    # ------------------------------------------------------------ phases
+    def _not_started(self) -> None:
+        sig = self.bus.signals[0]
+        self.out.no_check(f"killed by {_signame(sig)} before QEMU started")
+        self.out.qemu_status = -sig
+
+    def _start_qemu(self, extra: list[str], fds=()) -> bool:
+        argv = [self.qemu] + self.argv + extra
+        try:
+            self.proc = spawn(argv, pass_fds=fds)
+        except OSError as e:
+            # a shell's statuses: 127 not found, 126 found but not runnable
+            self.out.qemu_status = 127 if isinstance(e, FileNotFoundError) else 126
+            self.out.no_check(f"cannot start QEMU {self.qemu} ({e.strerror or e})")
+            return False
+        threading.Thread(target=self._wait_qemu, name="allocview-qemu", daemon=True).start()
+        return True
+
+    def _qemu_exited(self, grace: float) -> bool:
+        assert self.proc is not None
+        try:
+            self.proc.wait(grace)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+
+    def _wait_qemu(self) -> None:
+        assert self.proc is not None
+        self.bus.put("qemu", self.proc.wait())
+
+    def _plain(self, reason: str) -> None:
+        """The test as if allocview were not there."""
+        if self.mi is not None:
+            self.mi.close(polite=False)
+            self.mi = None
+        self.out.no_check(reason)
+        if self.bus.signals:
+            return self._not_started()
+        if self._start_qemu([]):
+            self._wait_qemu_exit()
+
+    def _attach(self, arch: str, ends: dict[str, int]) -> dict[str, str]:
+        """Connect, break on the ends, continue; {breakpoint number: name}."""
+        assert self.mi is not None and self.listeners is not None
+        for rec in self.mi.batch(["-gdb-set confirm off", "-gdb-set pagination off",
+                                  f"-gdb-set architecture {arch}"], self.timeout):
+            if rec.get("message") == "error":
+                raise MiError(rec.get("payload", {}).get("msg", "refused a setting"))
+        self.mi.command(f"-target-select remote 127.0.0.1:{self.listeners.gdb_port}",
+                        self.timeout)
+        self.mi.stops.clear()           # attaching reports the -S stop: not ours
+        bkpts = {}
+        for name, addr in ends.items():
+            try:
+                # hardware breakpoints: nothing written to guest memory, and
+                # the same under TCG (and KVM has 4 of them)
+                b = self.mi.command(f"-break-insert -h *{addr:#x}", self.timeout)
+            except MiError:
+                b = self.mi.command(f"-break-insert *{addr:#x}", self.timeout)
+            bkpts[b["bkpt"]["number"]] = name
+        self.mi.command("-exec-continue", self.timeout)
+        return bkpts
+
+    def _warm_up(self) -> None:
+        """Import the checker while the guest runs, not while it waits."""
+        import model.check  # noqa: F401
+        import model.report  # noqa: F401
+        import model.snapshot  # noqa: F401
+
+    def _wait_stop(self) -> dict | None:
+        """The `*stopped` payload, or None when QEMU ended (or gdb died,
+        in which case the guest was let go) first."""
+        assert self.mi is not None
+        while True:
+            if self.mi.stops:
+                stop = self.mi.stops.pop(0)
+                if not str(stop.get("reason", "")).startswith("exited"):
+                    return stop
+            if self.bus.qemu_status is not None:
+                self._ended_early()
+                return None
+            if self.mi.dead:
+                self._gdb_failed("gdb exited while the test ran")
+                return None
+            ev = self.bus.get(None)
+            if ev is None:
+                continue
+            if ev[0] == "gdb-eof":
+                self.mi.dead = True
+            elif ev[0] == "gdb":
+                rec = ev[1]
+                if rec.get("type") == "notify" and rec.get("message") == "stopped":
+                    self.mi.stops.append(rec.get("payload") or {})
+
+    def _ended_early(self) -> None:
+        self._drop_gdb()
+        if self.bus.signals:
+            self.out.no_check(f"killed by {_signame(self.bus.signals[0])} before exit() "
+                              "or abort()")
+        else:
+            self.out.no_check(f"QEMU exited (status {self.bus.qemu_status}) before the "
+                              "guest reached exit() or abort()")
+
+    def _how_it_ended(self, prog, ends: Ends, which: str) -> str:
+        """"exit(N)", or "abort" (its breakpoint, or exit called from it)."""
+        if which == "abort":
+            return "abort"
+        exprs = [EXIT_CODE_EXPR.get(prog.arch, "0")]
+        if ends.abort_range is not None:
+            exprs.append(RETURN_ADDRESS_EXPR[prog.arch])
+        recs = self.mi.batch([f'-data-evaluate-expression "{e}"' for e in exprs], self.timeout)
+        values = []
+        for rec in recs:
+            if rec.get("message") != "done":
+                raise MiError(f"cannot evaluate {exprs[len(values)]}: "
+                              f"{(rec.get('payload') or {}).get('msg')}")
+            values.append(int(rec["payload"]["value"].split()[0], 0))
+        # a noreturn call is abort's last instruction: its return address
+        # may be the first byte after abort
+        if len(values) > 1 and ends.abort_range[0] < values[1] <= ends.abort_range[1]:
+            return "abort"
+        return f"exit({values[0]})"
+
+    def _at_end(self, prog, ends: Ends, which: str) -> None:
+        assert self.mi is not None
+        t0 = time.monotonic()
+        try:
+            self.out.ended = self._how_it_ended(prog, ends, which)
+            self._check(prog)
+        except Exception as e:  # noqa: BLE001 - any failure is a reason, never a traceback
+            if self.bus.signals:
+                self._drop_gdb()
+                self.out.no_check(f"killed by {_signame(self.bus.signals[0])} during the check")
+                return self._wait_qemu_exit()
+            if isinstance(e, MiError) or self.mi.dead:
+                return self._gdb_failed(f"reading the guest failed: {e}")
+            self.out.no_check(f"the check failed at {self.out.ended}: "
+                              f"{type(e).__name__}: {e}")
+        finally:
+            self.out.check_time = time.monotonic() - t0
+        if self.bus.hurry:
+            self._drop_gdb()
+            return self._wait_qemu_exit()
+        self._release(detach=True)
+        self._wait_qemu_exit()
+
+    def _check(self, prog) -> None:
+        from model.check import check
+        from model.report import report
+        from model.snapshot import decode
+
+        mem = SessionMemory(self.mi, f"127.0.0.1:{self.listeners.gdb_port}", self.timeout)
+        snap = decode(mem, prog.layout, prog.symbols["areas"], prog.symbols["areas_mask"])
+        if self.bus.hurry:
+            raise MiError("QEMU went away while allocview read it")
+        if snap.areas_mask == 0:
+            self.out.no_check(f"{self.out.ended} before the allocator was initialised "
+                              "(areas_mask is 0)")
+            return
+        self.out.report = report(snap, check(snap))
+
+    # ------------------------------------------------------------ endings
+    def _release(self, detach: bool) -> None:
+        """Delete the breakpoints and leave: `detach` lets the guest run on,
+        a disconnect leaves a guest someone else paused as it is."""
+        assert self.mi is not None
+        try:
+            self.mi.command("-break-delete", self.timeout)
+            self.mi.command("-target-detach" if detach else "-target-disconnect", self.timeout)
+            self.mi.close(polite=True)
+            self.mi = None
+        except MiError as e:
+            self._gdb_failed(f"leaving the guest failed: {e}", keep_report=True)
+
+    def _drop_gdb(self) -> None:
+        if self.mi is not None:
+            self.mi.close(polite=False)
+            self.mi = None
+
+    def _gdb_failed(self, reason: str, keep_report: bool = False) -> None:
+        """Kill gdb; a guest it held stopped would stay paused, so QMP lets
+        it run on. The test then ends on its own."""
+        self._drop_gdb()
+        if not keep_report:
+            self.out.no_check(reason)
+        else:
+            self.out.notes.append(reason)
+        if self.proc is not None and self.proc.poll() is None and self.listeners is not None:
+            try:
+                qmp.resume(self.listeners.qmp_path, timeout=min(5.0, self.timeout))
+            except qmp.QmpError as e:
+                if self.bus.qemu_status is None and not self.bus.signals:
+                    self.out.notes.append(f"QMP could not resume the guest: {e}")
+        self._wait_qemu_exit()
+
+    def _finish_plain(self) -> None:
+        self._drop_gdb()
+        self._wait_qemu_exit()
+
+    def _wait_qemu_exit(self) -> None:
+        while self.proc is not None and self.bus.qemu_status is None:
+            self.bus.get(None)
+        if self.bus.signals and "killed by" not in self.out.ended:
+            self.out.notes.append(f"killed by {_signame(self.bus.signals[0])}")
+
+    def _cleanup(self) -> None:
+        """Nothing outlives the wrapper: gdb, QEMU (only if something above
+        failed before waiting for it), the sockets' directory."""
+        self._drop_gdb()
+        if self.proc is not None and self.proc.poll() is None:
+            kill(self.proc, signal.SIGTERM)
+            reap(self.proc, 3.0)
+        if self.listeners is not None:
+            self.listeners.close()
