@@ -196,17 +196,7 @@ def _json(obj) -> None:
 
 
 def _area_bits(names: list[str], snap: Snapshot) -> int:
-    bits = 0
-    for n in names:
-        slot = next((s for s in snap.layout.slots if s.name.lower() == n.lower()), None)
-        if slot is not None:
-            bits |= 1 << slot.number
-        elif n.isdigit():
-            bits |= 1 << int(n)
-        else:
-            raise AllocviewError(f"no area named {n!r} "
-                                 f"({', '.join(s.name for s in snap.layout.slots)})")
-    return bits
+    return snap.layout.area_bits(names)
 
 
 # --------------------------------------------------------------- commands

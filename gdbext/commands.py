@@ -221,17 +221,7 @@ def cmd_stats(a):
 
 
 def _area_bits(names: list[str], snap: Snapshot) -> int:
-    bits = 0
-    for n in names:
-        slot = next((s for s in snap.layout.slots if s.name.lower() == n.lower()), None)
-        if slot is None and n.isdigit():
-            bits |= 1 << int(n)
-        elif slot is None:
-            raise gdb.GdbError(f"allocview: no area named {n!r} "
-                               f"({', '.join(s.name for s in snap.layout.slots)})")
-        else:
-            bits |= 1 << slot.number
-    return bits
+    return snap.layout.area_bits(names)
 
 
 @command("why", "Would alloc_pages(ORDER) (aligned to 2^ALIGN pages, with FLAGS) succeed now? "

@@ -197,6 +197,20 @@ class Layout:
                 return s
         return None
 
+    def area_bits(self, names: list[str]) -> int:
+        """Flag bits for areas given by name (LOW, lowest) or slot number."""
+        bits = 0
+        for n in names:
+            slot = next((s for s in self.slots if s.name.lower() == str(n).lower()), None)
+            if slot is not None:
+                bits |= 1 << slot.number
+            elif str(n).isdigit() and int(n) < self.max_areas:
+                bits |= 1 << int(n)
+            else:
+                raise LayoutError(f"no area {n!r} (areas: "
+                                  f"{', '.join(s.name for s in self.slots)}, or a slot number)")
+        return bits
+
     def with_format(self, format: str) -> "Layout":
         """The same struct and slots with another byte encoding (a bisect can
         land between the layout commit and the encoding commit)."""
