@@ -134,3 +134,41 @@ def test_planted_breaches_are_found_at_their_address(make_guest, variant):
         clean = json.loads(gdb.cli("alloc check --json"))
         assert [f for f in clean if f["severity"] == "error"] == [], code
     assert base is not None
+
+
+def test_program_without_allocator_is_one_line(tmp_path):
+    import subprocess
+    other = tmp_path / "noalloc.elf"
+    src = tmp_path / "x.c"
+    src.write_text("int main(void) { return 0; }\n")
+    subprocess.run(["gcc", "-g", "-o", other, src], check=True)
+    r = subprocess.run(["gdb", "-nx", "--batch", "-ex", f"file {other}",
+                        "-ex", f"source {ROOT}/gdbext/alloc.py", "-ex", "alloc areas",
+                        "-ex", "print 40 + 2"], capture_output=True, text=True, timeout=60)
+    assert "allocview: no `areas`/`areas_mask` symbols" in r.stderr
+    assert "Traceback" not in r.stderr + r.stdout
+    assert "$1 = 42" in r.stdout            # gdb lives on
+
+
+def test_without_debug_info_the_builtin_layout_serves(make_guest, tmp_path):
+    import shutil
+    import subprocess
+    g = make_guest("x86_64-2021")
+    g.stop_at_checkpoint(2)
+    want = tmp_path / "want.json"
+    sourced(g.gdb).cli(f"alloc report --json {want}")
+    g.gdb.disconnect()
+    bare = tmp_path / "guest-nodebug.elf"
+    shutil.copy(g.elf, bare)
+    subprocess.run(["strip", "--strip-debug", bare], check=True)
+    from harness.gdb import Gdb
+    gdb = Gdb(bare, g.variant.gdb_arch)
+    try:
+        gdb.connect(g.gdb_port)
+        gdb.cli(f"source {ROOT}/gdbext/alloc.py")
+        assert "built-in table (no debug info)" in gdb.cli("alloc format")
+        got = tmp_path / "got.json"
+        gdb.cli(f"alloc report --json {got}")
+        assert json.loads(got.read_text()) == json.loads(want.read_text())
+    finally:
+        gdb.close()
