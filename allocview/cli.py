@@ -132,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--no-shrink", action="store_true")
     c.add_argument("--timeout", type=float, default=10.0, help="seconds one call may take")
     c.add_argument("--yes", action="store_true", help="yes, write guest memory")
+    from . import suite as _suite
+    c = sub.add_parser("suite", help="one table over allocview-qemu reports (--json, --junit FILE)")
+    _suite.add_arguments(c)
     c = cmd("watch", "refresh stats and the map of a running guest (QMP or memfile)")
     c.add_argument("--interval", type=float, default=2.0)
     c.add_argument("--count", type=int, default=0, help="stop after N refreshes (0: never)")
@@ -459,6 +462,14 @@ COMMANDS = {"report": run_report, "check": run_check, "areas": run_areas, "lists
             "page": run_page, "stats": run_stats, "why": run_why, "map": run_map,
             "diff": run_diff, "save": run_save, "watch": run_watch,
             "replay": run_replay, "drive": run_drive}
+
+
+def _run_suite(args) -> int:
+    from . import suite
+    return suite.run(args)
+
+
+COMMANDS["suite"] = _run_suite
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,7 +24,7 @@ import resource
 import signal
 import sys
 
-from .wrapper.qemu_argv import analyse, elf_for, qemu_for, test_name
+from .wrapper.qemu_argv import analyse, elf_for, qemu_for, name_for_test
 from .wrapper.settings import EXIT_FINDINGS, Settings, SettingsError, from_env
 
 __all__ = ["main", "EXIT_FINDINGS"]
@@ -76,49 +76,62 @@ def _reraise(returncode: int | None) -> None:
     sig = -returncode
     try:
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        signal.signal(sig, signal.SIG_DFL)
-        os.kill(os.getpid(), sig)
     except (OSError, ValueError):
         pass
+    if sig not in (signal.SIGKILL, signal.SIGSTOP):     # those take no handler
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {sig})
+        except (OSError, ValueError):
+            return
+    os.kill(os.getpid(), sig)
 
 
 def run(argv: list[str], settings: Settings) -> int:
-    from .wrapper import results
-    from .wrapper.supervise import Outcome, Supervisor
+    """One test under allocview; the wrapper's exit status."""
+    from .wrapper.outcome import Outcome
+    from .wrapper.supervise import Supervisor
 
     inv = analyse(argv)
     elf = elf_for(inv.kernel, settings.elf)
     qemu = settings.qemu or qemu_for(inv.kernel, elf)
-    out = Outcome(name=settings.test_name or test_name(inv.kernel, dict(os.environ)),
+    out = Outcome(name=name_for_test(inv.kernel, dict(os.environ)),
                   kernel=inv.kernel, elf=elf, qemu=qemu)
     if qemu is None:
-        _say(f"cannot tell which qemu-system-* boots {inv.kernel}: set ALLOCVIEW_QEMU")
-        return 127
-    sup = Supervisor(qemu, argv, out, gdb=settings.gdb, timeout=settings.timeout)
-    previous = {}
-    for sig in FORWARDED:
-        # a signal the wrapper was started with ignored stays ignored (and so
-        # does it for QEMU, as it would without the wrapper)
-        if signal.getsignal(sig) is not signal.SIG_IGN:
-            previous[sig] = signal.signal(sig, lambda n, _f: sup.signal(n))
-    try:
+        out.qemu_status = 127
+        out.no_check(f"cannot tell which qemu-system-* boots {inv.kernel} (set ALLOCVIEW_QEMU)")
+    else:
+        sup = Supervisor(qemu, argv, out, gdb=settings.gdb, timeout=settings.timeout)
+        for sig in FORWARDED:
+            # a signal ignored from the start stays ignored, for QEMU too, as
+            # without the wrapper; the handlers stay until the wrapper exits
+            # (restoring Python's SIGINT one would let a late ^C print a
+            # traceback)
+            if signal.getsignal(sig) is not signal.SIG_IGN:
+                signal.signal(sig, lambda n, _f: sup.signal(n))
         sup.run()
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
     status, failing = _status(out, settings)
+    try:
+        _leave_report(out, settings, status, failing)
+    except Exception as e:  # noqa: BLE001 - the test's status matters more
+        _say(f"cannot report on {out.name}: {type(e).__name__}: {e}")
+    if not failing:
+        _reraise(out.qemu_status)
+    return status
+
+
+def _leave_report(out, settings: Settings, status: int, failing: bool) -> None:
+    from .wrapper import results
+
     doc = results.document(out, status)
     line = results.summary_line(doc)
     if settings.report_dir:
         try:
-            results.write(settings.report_dir, doc, line.removeprefix("allocview: "))
+            results.write(settings.report_dir, doc, line)
         except OSError as e:
             _say(f"cannot write the report to {settings.report_dir}: {e.strerror or e}")
     if settings.summary_to_stderr(failing):
         _say(line.removeprefix("allocview: "))
-    if not failing:
-        _reraise(out.qemu_status)
-    return status
 
 
 def main(argv: list[str] | None = None) -> int:

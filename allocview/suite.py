@@ -64,6 +64,7 @@ def suite_rows(docs: list[dict]) -> list[dict]:
         rows.append({"test": t.get("name"), "status": t.get("status"),
                      "qemu_status": t.get("qemu_status"), "ended": t.get("ended"),
                      "checked": bool(t.get("checked")), "findings": facts["by_code"],
+                     "serious": facts["serious_by_code"],
                      "errors": facts["by_severity"].get("error", 0),
                      "warnings": facts["by_severity"].get("warning", 0),
                      "free_pages": facts["free_pages"], "largest_order": facts["largest_order"],
@@ -81,9 +82,9 @@ def totals(rows: list[dict]) -> dict:
 def _findings_cell(r: dict) -> str | tuple[str, str]:
     if not r["checked"]:
         return "-"
-    if not r["findings"]:
+    if not r["serious"]:                  # info findings are normal states
         return ("none", "green")
-    text = ", ".join(f"{c} {n}" for c, n in sorted(r["findings"].items()))
+    text = ", ".join(f"{c} {n}" for c, n in sorted(r["serious"].items()))
     return (text, "bold red") if r["errors"] else (text, "yellow")
 
 
@@ -140,7 +141,10 @@ def junit_xml(docs: list[dict]) -> bytes:
         findings = doc.get("findings") or []
         errors = [f for f in findings if f.get("severity") == "error"]
         if errors:
-            codes = ", ".join(f"{c} {n}" for c, n in sorted(r["findings"].items()))
+            counts: dict[str, int] = {}
+            for f in errors:
+                counts[f.get("code", "?")] = counts.get(f.get("code", "?"), 0) + 1
+            codes = ", ".join(f"{c} {n}" for c, n in sorted(counts.items()))
             fail = ET.SubElement(case, "failure", type=errors[0].get("code", "error"),
                                  message=f"{len(errors)} error findings: {codes}")
             fail.text = "\n".join(_finding_text(f) for f in errors[:200])

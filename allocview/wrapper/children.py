@@ -6,19 +6,18 @@ QEMU or a gdb behind. QEMU stays in the wrapper's process group (terminal
 signals reach it as they would reach a plain QEMU); gdb gets its own
 session, so a Ctrl-C meant for the test never interrupts the debugger.
 
-The gdb stub and QMP listen on sockets bound here and passed to QEMU as
-descriptors: the port is ours before QEMU starts (no race for a "free"
+The gdb stub listens on a socket bound here and passed to QEMU as a
+descriptor: the port is ours before QEMU starts (no race for a "free"
 port, no bind error in the test's output) and gdb may connect at once.
+QMP is one end of a socket pair: private, and no file to clean up.
 """
 
 from __future__ import annotations
 
 import ctypes
-import os
 import signal
 import socket
 import subprocess
-import tempfile
 from typing import Sequence
 
 __all__ = ["spawn", "reap", "kill", "Listeners"]
@@ -64,46 +63,39 @@ def reap(proc: subprocess.Popen | None, timeout: float = 2.0) -> int | None:
 
 
 class Listeners:
-    """A loopback TCP listener for the gdb stub and a unix one for QMP (in a
-    private directory), bound here; `qemu_args()` hands them to QEMU,
-    `close_ours()` drops the wrapper's copies once QEMU holds them (so a QEMU
-    that died refuses connections instead of leaving them queued)."""
+    """A loopback TCP listener for the gdb stub and a socket pair for QMP,
+    made here; `qemu_args()` hands QEMU its ends as descriptors,
+    `close_ours()` drops the wrapper's copies of those once QEMU holds them
+    (so a QEMU that died refuses gdb instead of leaving it queued).
+    `qmp_socket` is the wrapper's end of the monitor."""
 
     def __init__(self) -> None:
-        self.dir = tempfile.mkdtemp(prefix="allocview-qemu-")
-        self.qmp_path = os.path.join(self.dir, "qmp.sock")
         self._gdb = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._qmp = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self._gdb.bind(("127.0.0.1", 0))
             self._gdb.listen(1)
-            self._qmp.bind(self.qmp_path)
-            self._qmp.listen(1)
+            self.qmp_socket, self._qmp_qemu = socket.socketpair()
         except OSError:
-            self.close()
+            self._gdb.close()
             raise
         self.gdb_port = self._gdb.getsockname()[1]
 
     @property
     def fds(self) -> tuple[int, int]:
-        return self._gdb.fileno(), self._qmp.fileno()
+        return self._gdb.fileno(), self._qmp_qemu.fileno()
 
     def qemu_args(self) -> list[str]:
         gdb_fd, qmp_fd = self.fds
-        return ["-chardev", f"socket,id=allocview-gdb,fd={gdb_fd},server=on,wait=off,nodelay=on",
-                "-gdb", "chardev:allocview-gdb",
-                "-chardev", f"socket,id=allocview-qmp,fd={qmp_fd},server=on,wait=off",
+        # nodelay: without it every gdb round trip waits for a delayed ACK
+        return ["-chardev", f"socket,id=allocview-gdb,fd={gdb_fd},server=on,wait=off,"
+                "nodelay=on", "-gdb", "chardev:allocview-gdb",
+                "-chardev", f"socket,id=allocview-qmp,fd={qmp_fd},server=off",
                 "-mon", "chardev=allocview-qmp,mode=control"]
 
     def close_ours(self) -> None:
-        for s in (self._gdb, self._qmp):
-            s.close()
+        self._gdb.close()
+        self._qmp_qemu.close()
 
     def close(self) -> None:
         self.close_ours()
-        for name in os.listdir(self.dir) if os.path.isdir(self.dir) else ():
-            os.unlink(os.path.join(self.dir, name))
-        try:
-            os.rmdir(self.dir)
-        except OSError:
-            pass
+        self.qmp_socket.close()

@@ -13,7 +13,7 @@ import os
 import platform
 from dataclasses import dataclass
 
-__all__ = ["Invocation", "analyse", "qemu_for", "elf_for", "test_name", "NO_ARG"]
+__all__ = ["Invocation", "analyse", "qemu_for", "elf_for", "name_for_test", "NO_ARG"]
 
 # Options without an argument (qemu-system-* -help; older and newer ones too).
 NO_ARG = frozenset("""
@@ -147,7 +147,7 @@ def qemu_for(kernel: str | None, elf: str | None) -> str | None:
     return f"qemu-system-{arch}" if arch else None
 
 
-def test_name(kernel: str, env: dict[str, str]) -> str:
+def name_for_test(kernel: str, env: dict[str, str]) -> str:
     """ALLOCVIEW_TEST_NAME, else the kvm-unit-tests runner's TESTNAME (one
     kernel serves several tests), else the kernel's file name."""
     name = env.get("ALLOCVIEW_TEST_NAME") or env.get("TESTNAME")

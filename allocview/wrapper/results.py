@@ -15,7 +15,7 @@ import tempfile
 
 from model.report import SCHEMA_VERSION
 
-from .supervise import Outcome
+from .outcome import Outcome
 
 __all__ = ["shell_status", "test_object", "document", "report_facts", "summary_line", "write"]
 
@@ -63,15 +63,20 @@ def report_facts(doc: dict) -> dict:
     findings = doc.get("findings") or []
     by_sev: dict[str, int] = {}
     by_code: dict[str, int] = {}
+    serious: dict[str, int] = {}         # error and warning codes only
     for f in findings:
-        by_sev[f.get("severity", "?")] = by_sev.get(f.get("severity", "?"), 0) + 1
-        by_code[f.get("code", "?")] = by_code.get(f.get("code", "?"), 0) + 1
+        sev, code = f.get("severity", "?"), f.get("code", "?")
+        by_sev[sev] = by_sev.get(sev, 0) + 1
+        by_code[code] = by_code.get(code, 0) + 1
+        if sev in ("error", "warning"):
+            serious[code] = serious.get(code, 0) + 1
     areas = [a for a in doc.get("areas") or [] if "pages" in a]
     free = sum(a["pages"].get("free", 0) + a["pages"].get("fresh", 0) for a in areas)
     orders = [a["largest_order"] for a in areas if a.get("largest_order") is not None]
     largest = max(orders) if orders else None
     page = doc.get("page_size") or 4096
     return {"checked": "findings" in doc, "by_severity": by_sev, "by_code": by_code,
+            "serious_by_code": serious,
             "areas": len(areas), "free_pages": free if areas else None,
             "largest_order": largest,
             "largest_bytes": None if largest is None else page << largest}
@@ -83,7 +88,7 @@ def _findings_text(facts: dict) -> str:
         return "clean"
     parts = [f"{sev[s]} {s}{'s' if sev[s] > 1 else ''}" for s in ("error", "warning", "info")
              if sev.get(s)]
-    codes = ", ".join(f"{c} {n}" for c, n in sorted(facts["by_code"].items()))
+    codes = ", ".join(f"{c} {n}" for c, n in sorted(facts["serious_by_code"].items()))
     return f"{', '.join(parts)} ({codes})"
 
 

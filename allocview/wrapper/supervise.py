@@ -16,13 +16,13 @@ import signal
 import subprocess
 import threading
 import time
-from dataclasses import dataclass, field
 
 from ..errors import SymbolError
 from . import qmp
 from .children import Listeners, kill, reap, spawn
 from .ends import RETURN_ADDRESS_EXPR, Ends, find_ends
 from .mi import Bus, MiError, MiSession, SessionMemory
+from .outcome import Outcome
 
 __all__ = ["Outcome", "Supervisor", "EXIT_CODE_EXPR", "gdb_arch_for"]
 
@@ -30,35 +30,6 @@ __all__ = ["Outcome", "Supervisor", "EXIT_CODE_EXPR", "gdb_arch_for"]
 EXIT_CODE_EXPR = {"x86_64": "(int)$rdi", "i386": "*(int *)($esp + 4)", "aarch64": "(int)$x0",
                   "arm": "(int)$r0", "s390x": "(int)$r2", "ppc64": "(int)$r3",
                   "riscv64": "(int)$a0"}
-
-
-@dataclass
-class Outcome:
-    """What happened to one test. `ended`: "exit(N)", "abort" or
-    "no check: <reason>"; `report`: model.report.report's document when the
-    allocator was checked."""
-    name: str
-    kernel: str | None = None
-    elf: str | None = None
-    qemu: str | None = None
-    qemu_status: int | None = None       # Popen.returncode: negative is a signal
-    ended: str = "no check: not run"
-    report: dict | None = None
-    signals: list[int] = field(default_factory=list)
-    started: float = field(default_factory=time.monotonic)
-    wall_time: float | None = None
-    check_time: float | None = None
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def checked(self) -> bool:
-        return self.report is not None
-
-    def no_check(self, reason: str) -> None:
-        if self.report is None and not self.ended.startswith("no check"):
-            self.notes.append(f"ended {self.ended}")
-        self.report = None
-        self.ended = f"no check: {reason}"
 
 
 def gdb_arch_for(qemu: str, program_arch: str) -> str:
@@ -81,6 +52,12 @@ def _signame(sig: int) -> str:
         return f"signal {sig}"
 
 
+def _qemu_end(returncode: int) -> str:
+    if returncode < 0:
+        return f"QEMU died of {_signame(-returncode)}"
+    return f"QEMU exited (status {returncode})"
+
+
 class Supervisor:
     """Runs `qemu argv...` for the test `outcome.name`. `signal(sig)` is
     for the wrapper's signal handler: it forwards to QEMU at once."""
@@ -96,6 +73,7 @@ class Supervisor:
         self.proc: subprocess.Popen | None = None
         self.mi: MiSession | None = None
         self.listeners: Listeners | None = None
+        self._monitor: qmp.Qmp | None = None
 
     # ------------------------------------------------------------ signals
     def signal(self, sig: int) -> None:
@@ -106,7 +84,10 @@ class Supervisor:
     # ---------------------------------------------------------------- run
     def run(self) -> Outcome:
         try:
-            self._run()
+            try:
+                self._run()
+            except Exception as e:  # noqa: BLE001 - allocview's bug must not be the test's
+                self._rescue(f"allocview failed: {type(e).__name__}: {e}")
         finally:
             self._cleanup()
             self.out.qemu_status = self.proc.returncode if self.proc else self.out.qemu_status
@@ -146,22 +127,47 @@ class Supervisor:
         except MiError as e:
             if self._qemu_exited(0.5):
                 self._drop_gdb()
-                self.out.no_check(f"QEMU exited (status {self.proc.returncode}) before "
-                                  "allocview could attach")
+                self.out.no_check(f"{_qemu_end(self.proc.returncode)} before allocview "
+                                  "could attach")
                 return self._wait_qemu_exit()
             return self._gdb_failed(f"attaching failed: {e}")
         self._warm_up()
-        stop = self._wait_stop()
-        if stop is None:
-            return self._finish_plain()
-        which = bkpts.get(stop.get("bkptno"))
-        if stop.get("reason") != "breakpoint-hit" or which is None:
-            # paused by someone else (QMP stop, a panic action): leave it so
-            self._release(detach=False)
-            self.out.no_check(f"the guest stopped ({stop.get('reason') or 'no reason'}, "
-                              f"{stop.get('signal-name', '')}) before exit() or abort()")
-            return self._finish_plain()
-        self._at_end(prog, ends, which)
+        while True:
+            stop = self._wait_stop()
+            if stop is None:
+                return self._finish_plain()
+            which = bkpts.get(stop.get("bkptno"))
+            if stop.get("reason") == "breakpoint-hit" and which is not None:
+                return self._at_end(prog, ends, which)
+            if not self._stray_stop(stop):
+                return self._finish_plain()
+
+    def _rescue(self, reason: str) -> None:
+        """After an unexpected error: the test runs on (or at all) without us."""
+        if self.proc is None:
+            return self._plain(reason)
+        self._gdb_failed(reason)
+
+    def _stray_stop(self, stop: dict) -> bool:
+        """A stop that is not our breakpoint. The stub's own (a trap: QMP
+        says "debug") is continued, True; one that paused the guest for
+        someone else (QMP stop, a panic action) is left as it is, False."""
+        try:
+            status = self._qmp().status(min(5.0, self.timeout))
+        except qmp.QmpError:
+            status = "unknown"
+        if status == "debug":
+            try:
+                self.mi.command("-exec-continue", self.timeout)
+                return True
+            except MiError as e:
+                self._gdb_failed(f"continuing after a stray stop failed: {e}")
+                return False
+        self._release(detach=False)
+        self.out.no_check(f"the guest stopped ({stop.get('reason')} "
+                          f"{stop.get('signal-name', '')}, QEMU {status}) before exit() "
+                          "or abort()")
+        return False
 
     # ------------------------------------------------------------ phases
     def _not_started(self) -> None:
@@ -239,8 +245,11 @@ class Supervisor:
         while True:
             if self.mi.stops:
                 stop = self.mi.stops.pop(0)
-                if not str(stop.get("reason", "")).startswith("exited"):
+                reason = str(stop.get("reason", ""))
+                # no reason: the attach stop, late; exited: QEMU is ending
+                if reason and not reason.startswith("exited"):
                     return stop
+                continue
             if self.bus.qemu_status is not None:
                 self._ended_early()
                 return None
@@ -263,8 +272,8 @@ class Supervisor:
             self.out.no_check(f"killed by {_signame(self.bus.signals[0])} before exit() "
                               "or abort()")
         else:
-            self.out.no_check(f"QEMU exited (status {self.bus.qemu_status}) before the "
-                              "guest reached exit() or abort()")
+            self.out.no_check(f"{_qemu_end(self.bus.qemu_status)} before the guest reached "
+                              "exit() or abort()")
 
     def _how_it_ended(self, prog, ends: Ends, which: str) -> str:
         """"exit(N)", or "abort" (its breakpoint, or exit called from it)."""
@@ -352,11 +361,16 @@ class Supervisor:
             self.out.notes.append(reason)
         if self.proc is not None and self.proc.poll() is None and self.listeners is not None:
             try:
-                qmp.resume(self.listeners.qmp_path, timeout=min(5.0, self.timeout))
+                self._qmp().resume(min(5.0, self.timeout))
             except qmp.QmpError as e:
                 if self.bus.qemu_status is None and not self.bus.signals:
                     self.out.notes.append(f"QMP could not resume the guest: {e}")
         self._wait_qemu_exit()
+
+    def _qmp(self) -> "qmp.Qmp":
+        if self._monitor is None:
+            self._monitor = qmp.Qmp(self.listeners.qmp_socket)
+        return self._monitor
 
     def _finish_plain(self) -> None:
         self._drop_gdb()
@@ -375,5 +389,7 @@ class Supervisor:
         if self.proc is not None and self.proc.poll() is None:
             kill(self.proc, signal.SIGTERM)
             reap(self.proc, 3.0)
+        if self._monitor is not None:
+            self._monitor.close()
         if self.listeners is not None:
             self.listeners.close()

@@ -1,0 +1,120 @@
+"""`allocview suite REPORT_DIR` over the reports of real allocview-qemu runs:
+the table, the JSON and JUnit XML that a JUnit reader takes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from harness import Variant
+
+from .helpers import ROOT, Workdir, guest_args, leftovers
+
+RUNS = {  # test name: (variant, guest command line, extra env)
+    "healthy": ("x86_64-2021", "seed=1 exit=1", {}),
+    "nomerge": ("x86_64-2021-nomerge", "seed=1 exit=1", {}),
+    "aborts": ("i386-2021", "seed=2 exit=1 mode=abort", {}),
+    "nogdb": ("x86_64-2021", "seed=1 exit=1", {"ALLOCVIEW_GDB": "/nonexistent"}),
+}
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory, guest_build):
+    w = Workdir(tmp_path_factory.mktemp("suite"))
+    for name, (variant, append, env) in RUNS.items():
+        r = w.run(w.wrapper, guest_args(Variant.parse(variant), append, w.marker),
+                  env=w.env(ALLOCVIEW_TEST_NAME=name, **env))
+        assert r.status is not None
+    (w.reports / "notes.json").write_text('{"not": "a report"}')
+    assert leftovers(w.marker) == []
+    return w.reports
+
+
+def suite(*args):
+    return subprocess.run([sys.executable, "-m", "allocview.suite", *map(str, args)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+
+
+def test_the_table_has_one_row_per_test(reports):
+    r = suite(reports, "--no-color")
+    assert r.returncode == 1, r.stderr          # a test has error findings
+    assert r.stderr.strip() == ('allocview: notes.json: not an allocview-qemu report '
+                                '(no "test" object)')
+    lines = r.stdout.splitlines()
+    assert lines[0].split() == ["test", "status", "ended", "findings", "free", "pages",
+                                "largest", "block"]
+    rows = {ln.split()[0]: ln for ln in lines[2:6]}
+    assert list(rows) == ["aborts", "healthy", "nogdb", "nomerge"]
+    assert rows["healthy"].split()[1:4] == ["1", "exit(0)", "none"]
+    assert rows["aborts"].split()[1:4] == ["129", "abort", "none"]
+    assert "unmerged-buddies" in rows["nomerge"]
+    assert "no check: gdb not found (/nonexistent)" in rows["nogdb"]
+    assert lines[6] == "4 tests: 3 checked, 1 with errors, 1 not checked"
+
+
+def test_the_json_has_rows_and_totals(reports):
+    r = suite(reports, "--json")
+    doc = json.loads(r.stdout)
+    assert doc["totals"] == {"tests": 4, "checked": 3, "with_errors": 1, "not_checked": 1}
+    rows = {row["test"]: row for row in doc["tests"]}
+    healthy = json.loads((reports / "healthy.json").read_text())
+    assert rows["healthy"]["free_pages"] == sum(
+        a["pages"]["free"] + a["pages"]["fresh"] for a in healthy["areas"] if "pages" in a)
+    assert rows["healthy"]["largest_bytes"] == 4096 << rows["healthy"]["largest_order"]
+    assert rows["nomerge"]["errors"] == rows["nomerge"]["findings"]["unmerged-buddies"] > 0
+    assert rows["nogdb"]["checked"] is False and rows["nogdb"]["free_pages"] is None
+    assert rows["aborts"]["status"] == rows["aborts"]["qemu_status"] == 129
+
+
+def test_junit_xml_has_what_a_junit_reader_requires(reports, tmp_path):
+    out = tmp_path / "junit.xml"
+    r = suite(reports, "--junit", out)
+    assert r.returncode == 1
+    root = ET.parse(out).getroot()
+    assert root.tag == "testsuites"
+    suites = root.findall("testsuite")
+    assert len(suites) == 1
+    s = suites[0]
+    for attr in ("name", "tests", "failures", "errors", "skipped", "time", "timestamp"):
+        assert attr in s.attrib, attr
+    assert (s.get("tests"), s.get("failures"), s.get("errors"), s.get("skipped")) == \
+        ("4", "1", "0", "1")
+    cases = {c.get("name"): c for c in s.findall("testcase")}
+    assert sorted(cases) == ["aborts", "healthy", "nogdb", "nomerge"]
+    for c in cases.values():
+        assert c.get("classname") == "allocview" and float(c.get("time")) >= 0
+        props = {p.get("name"): p.get("value") for p in c.find("properties")}
+        assert "ended" in props and "qemu_status" in props
+        assert c.find("system-out").text.startswith(f"allocview: {c.get('name')}: ")
+    fail = cases["nomerge"].find("failure")
+    assert fail is not None and fail.get("type") == "unmerged-buddies"
+    assert fail.get("message").endswith("error findings: unmerged-buddies "
+                                        + fail.get("message").split()[0])
+    assert fail.text.startswith("error: unmerged-buddies (area ")
+    assert cases["nogdb"].find("skipped").get("message") == \
+        "no check: gdb not found (/nonexistent)"
+    for name in ("healthy", "aborts"):
+        assert cases[name].find("failure") is None and cases[name].find("skipped") is None
+
+
+def test_no_reports_is_exit_2(tmp_path):
+    r = suite(tmp_path / "nowhere")
+    assert r.returncode == 2 and r.stderr.startswith("allocview: ") and "no such" in r.stderr
+    r = suite(tmp_path)
+    assert r.returncode == 2 and "no allocview-qemu reports" in r.stderr
+
+
+def test_the_suite_command_plugs_into_argparse():
+    import argparse
+
+    from allocview import suite as mod
+
+    p = argparse.ArgumentParser()
+    mod.add_arguments(p)
+    args = p.parse_args(["reports", "--json", "--junit", "j.xml"])
+    assert (args.report_dir, args.json, args.junit) == ("reports", True, "j.xml")
+    assert callable(mod.run)
