@@ -338,19 +338,8 @@ def run_watch(args) -> int:
 
 
 def _known(path: str | None) -> frozenset[str]:
-    from model.replay import DIFFERENCE_KINDS
-    if not path:
-        return frozenset()
-    try:
-        words = [ln.split("#")[0].strip() for ln in open(path)]
-    except OSError as e:
-        raise AllocviewError(f"{path}: cannot open ({e.strerror or e})") from None
-    kinds = frozenset(w for w in words if w)
-    bad = kinds - set(DIFFERENCE_KINDS)
-    if bad:
-        raise AllocviewError(f"{path}: unknown difference kind(s) {', '.join(sorted(bad))} "
-                             f"(known: {', '.join(DIFFERENCE_KINDS)})")
-    return kinds
+    from model.drive_io import read_known
+    return read_known(path)
 
 
 def run_replay(args) -> int:
@@ -392,8 +381,8 @@ def run_replay(args) -> int:
 
 
 def run_drive(args) -> int:
-    from model.drive import Driver, generate, shrink
-    from model.drive_io import write_reproducer
+    from model.drive import generate
+    from model.drive_io import drive_session, drive_words
 
     from .drive_mi import MiGuest
     from .dumpwrite import write_elf_dump
@@ -406,54 +395,30 @@ def run_drive(args) -> int:
                              "pass --yes")
     layout, areas, mask = _program(args)
     fmt = None if args.format == "auto" else args.format
+    accepted = _known(args.known)
     with GdbMiSource(args.gdb, elf=args.elf, arch=args.arch) as src:
         mem = CachedMemory(src)
         start = decode(mem, layout, areas, mask, format=fmt, phys_offset=args.phys_offset)
         image = sorted((addr, data) for (addr, _n), data in mem._cache.items())
         if errors(check(start)):
             raise AllocviewError("the allocator already breaks the design here (see `check`)")
-        guest = MiGuest(src, args.timeout)
         ops = generate(args.seed, args.ops, start.layout, start, mix=args.mix,
                        area_bits=_area_bits(args.area, start))
-        driver = Driver(guest, start, mode=args.mode, accepted=_known(args.known))
-        try:
-            res = driver.run(ops)
-            out = {"ops": res.ops, "calls": len(res.calls), "seconds": round(res.seconds, 2),
-                   "ops_per_s": round(res.ops / res.seconds, 1) if res.seconds else None,
-                   "divergence": None}
-            if res.divergence:
-                k, call, diffs = res.divergence
-                failing = ops[:k + 1] if args.no_shrink else shrink(driver, ops[:k + 1], image)
-                for addr, data in image:
-                    guest.write(addr, data)
-                final = driver.run(failing)
-                end = decode(src, layout, areas, mask, format=start.layout.format,
-                             phys_offset=args.phys_offset).state()
-                header = {"arch": start.layout.arch.name, "format": start.layout.format,
-                          "areas": areas, "areas_mask": mask, "source": "allocview drive"}
-                paths = write_reproducer(args.out, final, start.layout, image, header,
-                                         lambda p, img: write_elf_dump(
-                                             p, img, arch=start.layout.arch.name), end)
-                out["divergence"] = {"after_op": k, "call": call.to_json(),
-                                     "differences": [d.to_json() for d in diffs],
-                                     "shrunk": [c.to_json() for c in final.calls],
-                                     "files": paths}
-        finally:
-            for addr, data in image:
-                guest.write(addr, data)
+        arch = start.layout.arch.name
+        header = {"arch": arch, "format": start.layout.format, "areas": areas,
+                  "areas_mask": mask, "source": "allocview drive", "seed": args.seed}
+        out = drive_session(
+            MiGuest(src, args.timeout), start, image, ops, mode=args.mode, accepted=accepted,
+            shrink_it=not args.no_shrink, prefix=args.out, header=header,
+            write_dump=lambda p, img: write_elf_dump(p, img, arch=arch),
+            decode_end=lambda: decode(src, layout, areas, mask, format=start.layout.format,
+                                      phys_offset=args.phys_offset).state())
     if args.json:
         _json(out)
     else:
-        doc = render.Doc().line(f"{out['ops']} operations, {out['calls']} calls in "
-                                f"{out['seconds']} s ({out['ops_per_s']} ops/s)")
-        d = out["divergence"]
-        if d is None:
-            doc.line(("no divergence: the guest follows the design", "green"))
-        else:
-            doc.line((f"DIVERGENCE after operation {d['after_op']}", "bold red"))
-            for x in d["differences"][:10]:
-                doc.line(f"  {x['kind']}: {x['detail']}")
-            doc.line(f"shrunk to {len(d['shrunk'])} call(s); reproducer: {', '.join(d['files'])}")
+        doc = render.Doc()
+        for w in drive_words(out):
+            doc.line(w)
         _show(args, doc)
     return EXIT_FINDINGS if out["divergence"] else EXIT_OK
 

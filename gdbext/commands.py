@@ -446,9 +446,8 @@ def cmd_trace(a):
       ("--yes", dict(action="store_true", help="do not ask before writing guest memory")))
 def cmd_drive(a):
     from allocview.dumpwrite import write_elf_dump
-    from model.drive import Driver, generate, shrink
-    from model.drive_io import write_reproducer
-    from model.replay import DIFFERENCE_KINDS
+    from model.drive import generate
+    from model.drive_io import drive_session, drive_words, read_known
 
     from .drive import GdbGuest
 
@@ -459,12 +458,7 @@ def cmd_drive(a):
         if input("alloc drive calls the guest's allocator and writes guest memory. "
                  "Go on? [y/N] ").strip().lower() not in ("y", "yes"):
             return
-    accepted = frozenset()
-    if a.known:
-        accepted = frozenset(w.split("#")[0].strip() for w in open(a.known)) - {""}
-        if accepted - set(DIFFERENCE_KINDS):
-            raise gdb.GdbError(f"allocview: {a.known}: unknown kinds "
-                               f"{', '.join(sorted(accepted - set(DIFFERENCE_KINDS)))}")
+    accepted = read_known(a.known)
     prog = target.program()
     mem = CachedMemory(target.GdbMemory())
     start = decode(mem, prog.layout, prog.areas_addr, prog.mask_addr, format=STATE.format)
@@ -476,46 +470,17 @@ def cmd_drive(a):
                    area_bits=_area_bits(a.area, start))
     gdb.write(f"allocview: driving {len(ops)} operations (seed {a.seed}, mix {a.mix}, "
               f"{a.mode} compare)\n")
+    header = {"arch": prog.arch, "format": start.layout.format, "areas": prog.areas_addr,
+              "areas_mask": prog.mask_addr, "source": "alloc drive", "seed": a.seed}
     with GdbGuest(a.timeout) as guest:
-        driver = Driver(guest, start, mode=a.mode, accepted=accepted)
-        try:
-            res = driver.run(ops, progress=lambda k: k % 100 or gdb.write(f"  {k} ops\n"))
-            rate = res.ops / res.seconds if res.seconds else 0
-            gdb.write(f"allocview: {res.ops} operations, {len(res.calls)} calls in "
-                      f"{res.seconds:.1f} s ({rate:.0f} ops/s)\n")
-            if res.divergence is None:
-                gdb.write("allocview: no divergence: the guest follows the design\n")
-            else:
-                k, call, diffs = res.divergence
-                gdb.write(f"allocview: DIVERGENCE after operation {k}: {call.c()} -> "
-                          f"{'void' if call.result is None else hex(call.result)}\n")
-                for d in diffs[:10]:
-                    gdb.write(f"  {d.kind}: {d.detail}\n")
-                failing = ops[:k + 1]
-                if not a.no_shrink:
-                    failing = shrink(driver, failing, image)
-                    gdb.write(f"allocview: shrunk to {len(failing)} operation(s)\n")
-                restore_all(guest, image)
-                final = driver.run(failing)
-                end_state = fresh_snapshot().state()
-                header = {"arch": prog.arch, "format": start.layout.format,
-                          "areas": prog.areas_addr, "areas_mask": prog.mask_addr,
-                          "source": "alloc drive", "seed": a.seed}
-                paths = write_reproducer(a.out, final, start.layout, image, header,
-                                         lambda p, img: write_elf_dump(p, img, arch=prog.arch),
-                                         end_state)
-                for c in final.calls:
-                    gdb.write(f"    {c.c()} -> {'void' if c.result is None else hex(c.result)}\n")
-                gdb.write(f"allocview: reproducer: {', '.join(paths)}\n")
-        finally:
-            if not a.keep:
-                restore_all(guest, image)
+        out = drive_session(guest, start, image, ops, mode=a.mode, accepted=accepted,
+                            shrink_it=not a.no_shrink, prefix=a.out, header=header,
+                            write_dump=lambda p, img: write_elf_dump(p, img, arch=prog.arch),
+                            decode_end=lambda: fresh_snapshot().state(), keep=a.keep,
+                            progress=lambda k: k % 100 or gdb.write(f"  {k} ops\n"))
     invalidate()
-
-
-def restore_all(guest, image) -> None:
-    for addr, data in image:
-        guest.write(addr, data)
+    gdb.write("".join(f"allocview: {w}\n" if not w.startswith(" ") else f"{w}\n"
+                      for w in drive_words(out)))
 
 
 def errors_of(snap):

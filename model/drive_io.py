@@ -39,3 +39,70 @@ def write_reproducer(prefix: str, result: DriveResult, layout: Layout,
     with open(paths[2], "w") as f:
         f.write(c_reproducer(result.calls, layout))
     return paths
+
+
+def read_known(path: str | None) -> frozenset[str]:
+    """A `--known` file: accepted difference kinds, one per line, # comments."""
+    from .errors import AllocviewError
+    from .replay import DIFFERENCE_KINDS
+    if not path:
+        return frozenset()
+    try:
+        with open(path) as f:
+            kinds = frozenset(w for w in (ln.split("#")[0].strip() for ln in f) if w)
+    except OSError as e:
+        raise AllocviewError(f"{path}: cannot open ({e.strerror or e})") from None
+    bad = kinds - set(DIFFERENCE_KINDS)
+    if bad:
+        raise AllocviewError(f"{path}: unknown difference kind(s) {', '.join(sorted(bad))} "
+                             f"(known: {', '.join(DIFFERENCE_KINDS)})")
+    return kinds
+
+
+def drive_session(guest, start, image, ops, *, mode: str, accepted: frozenset[str],
+                  shrink_it: bool, prefix: str, header: dict, write_dump, decode_end,
+                  keep: bool = False, progress=None) -> dict:
+    """The whole of `drive` after the start state is read: run, and on a
+    divergence shrink it, replay the minimal sequence once more from the
+    restored start, read the guest's end state and write the reproducer;
+    restore the start state at the end unless `keep`. A JSON-ready summary."""
+    from .drive import Driver, restore, shrink
+    driver = Driver(guest, start, mode=mode, accepted=accepted)
+    try:
+        res = driver.run(ops, progress)
+        out = {"ops": res.ops, "calls": len(res.calls), "seconds": round(res.seconds, 2),
+               "ops_per_s": round(res.ops / res.seconds, 1) if res.seconds else None,
+               "divergence": None}
+        if res.divergence:
+            k, call, diffs = res.divergence
+            failing = shrink(driver, ops[:k + 1], image) if shrink_it else ops[:k + 1]
+            restore(guest, start, image)
+            final = driver.run(failing)
+            paths = write_reproducer(prefix, final, start.layout, image, header, write_dump,
+                                     decode_end())
+            out["divergence"] = {"after_op": k, "call": call.to_json(),
+                                 "differences": [d.to_json() for d in diffs],
+                                 "shrunk": [c.to_json() for c in final.calls],
+                                 "shrunk_c": [c.c() for c in final.calls], "files": paths}
+    finally:
+        if not keep:
+            restore(guest, start, image)
+    return out
+
+
+def drive_words(out: dict) -> list[str]:
+    """The summary in words, for gdb and the CLI."""
+    lines = [f"{out['ops']} operations, {out['calls']} calls in {out['seconds']} s "
+             f"({out['ops_per_s']} ops/s)"]
+    d = out["divergence"]
+    if d is None:
+        return lines + ["no divergence: the guest follows the design"]
+    c = d["call"]
+    lines.append(f"DIVERGENCE after operation {d['after_op']}: {c['func']}"
+                 f"({', '.join(hex(a) for a in c['args'])}) -> "
+                 f"{'void' if c['result'] is None else hex(c['result'])}")
+    lines += [f"  {x['kind']}: {x['detail']}" for x in d["differences"][:10]]
+    lines.append(f"shrunk to {len(d['shrunk'])} operation(s):")
+    lines += [f"    {c}" for c in d["shrunk_c"]]
+    lines.append(f"reproducer: {', '.join(d['files'])}")
+    return lines
