@@ -13,7 +13,6 @@ order) re-seeds the model from its own state.
 
 from __future__ import annotations
 
-import time
 
 import gdb  # type: ignore[import-not-found]
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 
 import gdb  # type: ignore[import-not-found]
 
 from allocview import render
 from model.check import check
-from model.constants import AREA_MASK, FLAG_FRESH
+from model.constants import FLAG_FRESH
 from model.diff import diff
 from model.errors import AllocviewError
 from model.memory import CachedMemory

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 
 from .constants import AREA_MASK, FLAG_FRESH
 from .layout import Status
-from .reference import get_order
 from .snapshot import AreaSnapshot, Snapshot
 
 __all__ = ["AreaStats", "area_stats", "stats", "Why", "why"]

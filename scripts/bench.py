@@ -202,8 +202,6 @@ def bench_dump_check() -> dict:
     hi = (4 << 30, 16 << 30)
     hi_pieces = tuple((p - hi[0], d) for p, d in image_pieces(mem, hi[0], hi[0] + hi[1]))
     write_elf_dump(dump, [Segment(0, 3 << 30, lo_pieces), Segment(hi[0], hi[1], hi_pieces)])
-    import json as _json
-    elf = f"{tmp}/fake.json"
     cmd = [sys.executable, "-m", "allocview.cli", "--dump", dump, "--arch", "x86_64",
            "--format", "2021", "--areas", hex(al.areas_addr), "--mask", hex(al.mask_addr), "check"]
 
@@ -241,7 +239,6 @@ def bench_live_sources() -> dict:
 
     from allocview.sources import open_source
     from allocview.symbols import load_program
-    from model.memory import CachedMemory
 
     tmp = tempfile.mkdtemp(prefix="allocview-bench-")
     sock = f"{tmp}/av.sock"

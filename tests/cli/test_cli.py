@@ -3,7 +3,6 @@ JSON report from every source, the guest's run state kept, and bad inputs
 ending in exit 2 with one line."""
 
 import json
-import os
 import socket
 import subprocess
 import sys

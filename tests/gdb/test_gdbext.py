@@ -9,7 +9,6 @@ import pytest
 
 from harness.replay import replay
 from model.check import check
-from model.findings import Severity
 from model.inject import INJECTORS, inject
 from model.report import report
 from model.snapshot import decode

@@ -4,7 +4,7 @@ DWARF-style offsets rebuild the same layouts."""
 import pytest
 
 from model.errors import LayoutError
-from model.layout import (ARCHES, BUILTIN_STRUCTS, FORMATS, Layout, Status, area_struct_for,
+from model.layout import (ARCHES, FORMATS, Layout, Status, area_struct_for,
                           c_struct_offsets, layout_for)
 
 ALL = [(a, f) for a in ARCHES for f in FORMATS]

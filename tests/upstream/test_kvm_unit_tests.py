@@ -40,13 +40,14 @@ def test_sieve_end_state_decodes_and_checks(tmp_path):
          "-kernel", str(flat), "-gdb", f"tcp:127.0.0.1:{port}", "-S"])
     try:
         out = tmp_path / "gdb.json"
-        r = subprocess.run(["gdb", "-nx", "--batch", "-ex", f"file {elf}",
+        gdb = subprocess.run(["gdb", "-nx", "--batch", "-ex", f"file {elf}",
                             "-ex", "set architecture i386:x86-64",
                             "-ex", f"target remote 127.0.0.1:{port}",
                             "-ex", f"source {ROOT}/gdbext/alloc.py", "-ex", "hbreak exit",
                             "-ex", "continue", "-ex", f"alloc report --json {out}",
                             "-ex", f"alloc save {tmp_path}/end.elf", "-ex", "kill"],
                            capture_output=True, text=True, timeout=900)
+        assert out.exists(), gdb.stdout[-2000:] + gdb.stderr[-2000:]
         doc = json.loads(out.read_text())
     finally:
         qemu.kill()
