@@ -166,15 +166,15 @@ print(json.dumps({"check_s": t_check, "dump_floor_s": t_floor, "naive_est_s": t_
 """
 
 
-def bench_gdb_check() -> dict:
+def bench_gdb_check(checkpoint: int = 2) -> dict:
     sys.path.insert(0, str(ROOT / "tests"))
     from harness import Guest
 
     with Guest("x86_64-2021", seed=1, memory="4G") as g:
-        gdb = g.stop_at_checkpoint(2)
+        gdb = g.stop_at_checkpoint(checkpoint)
         gdb.cli(f"source {ROOT}/gdbext/alloc.py")
         out = json.loads(gdb.python(GDB_PROBE, timeout=600).strip().splitlines()[-1])
-    return {"name": "gdb: alloc check, 4 GiB guest at checkpoint 2",
+    return {"name": f"gdb: alloc check, 4 GiB guest at checkpoint {checkpoint}",
             "seconds": round(out["check_s"], 3),
             "dump_binary_memory_floor_s": round(out["dump_floor_s"], 3),
             "ratio_to_floor": round(out["check_s"] / out["dump_floor_s"], 2),
@@ -406,6 +406,7 @@ BENCHES = {
     "replay": bench_replay,
     "drive": bench_drive,
     "gdb": bench_gdb_check,
+    "gdb-boot": lambda: bench_gdb_check(1),
     "decode": bench_decode_check,
     "ops": lambda: bench_reference_ops(FLAG_DONTZERO),
     "ops-zero": lambda: bench_reference_ops(0),
