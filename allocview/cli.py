@@ -445,11 +445,14 @@ def main(argv: list[str] | None = None) -> int:
     except AllocviewError as e:
         print(f"allocview: {e}", file=sys.stderr)
         return EXIT_CANNOT
+    except BrokenPipeError:
+        return EXIT_OK
+    except OSError as e:                 # a file the user named: map --svg, save, ...
+        print(f"allocview: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
+        return EXIT_CANNOT
     except KeyboardInterrupt:
         print("allocview: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return EXIT_OK
 
 
 if __name__ == "__main__":

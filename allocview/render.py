@@ -181,10 +181,9 @@ def findings_view(findings: list[Finding], *, explain: bool = True) -> Doc:
     if not findings:
         return doc.line(("no findings", "green"))
     counts = {s: sum(1 for f in findings if f.severity is s) for s in Severity}
-    doc.line(*[(f"{counts[s]} {s}{'s' if counts[s] != 1 else ''}", SEVERITY_STYLE[s])
-               for s in sorted(Severity, reverse=True) if counts[s]][:1],
-             *[(f", {counts[s]} {s}{'s' if counts[s] != 1 else ''}", SEVERITY_STYLE[s])
-               for s in sorted(Severity, reverse=True) if counts[s]][1:])
+    spans = [(f"{counts[s]} {s}{'s' if counts[s] != 1 else ''}", SEVERITY_STYLE[s])
+             for s in sorted(Severity, reverse=True) if counts[s]]
+    doc.line(spans[0], *[(", " + text, style) for text, style in spans[1:]])
     codes: dict[str, list[Finding]] = {}
     for f in findings:
         codes.setdefault(f.code, []).append(f)

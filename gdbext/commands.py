@@ -156,6 +156,9 @@ def command(name: str, help: str, complete=gdb.COMPLETE_NONE, words=(), expressi
                     fn(args)
                 except AllocviewError as e:
                     raise gdb.GdbError(f"allocview: {e}") from None
+                except OSError as e:          # a file the user named: --json FILE, save
+                    raise gdb.GdbError(f"allocview: {e.filename or ''}: "
+                                       f"{e.strerror or e}") from None
                 except KeyboardInterrupt:
                     raise gdb.GdbError("allocview: interrupted") from None
 

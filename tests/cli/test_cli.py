@@ -161,3 +161,18 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path, guest_build):
     one_line_error(av("--dump", junk, "--base", "0", "check"))
     r = av("report")
     assert r.returncode == 2
+
+
+def test_an_unwritable_output_file_is_one_line(make_guest, tmp_path):
+    g = make_guest("x86_64-2021")
+    g.stop_at_checkpoint(1)
+    dump = g.dump_guest_memory(tmp_path / "core.elf")
+    base = ["--dump", dump, "--elf", g.elf]
+    line = one_line_error(av(*base, "map", "--svg", tmp_path / "no/such/dir/m.svg"))
+    assert "No such file or directory" in line
+    one_line_error(av(*base, "save", tmp_path / "no/such/dir/s.elf"))
+    gdb = g.gdb
+    gdb.cli(f"source {ROOT}/gdbext/alloc.py")
+    with pytest.raises(Exception, match=r"allocview: .*No such file or directory"):
+        gdb.cli(f"alloc report --json {tmp_path}/no/such/dir/r.json")
+    assert gdb.print_int("2 + 2") == 4
