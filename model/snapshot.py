@@ -180,7 +180,9 @@ def decode(memory: Memory, layout: Layout, areas_addr: int, mask_addr: int, *,
     pair = struct.Struct(("<" if layout.endian == "little" else ">")
                          + ("QQ" if layout.ptr_size == 8 else "II"))
     if prefetch and hasattr(memory, "read_many"):
-        _prefetch_nodes(memory, raws, metas, layout, phys_offset, pair, node_cache)
+        scanned = _prefetch_nodes(memory, raws, metas, layout, phys_offset, pair, node_cache)
+    else:
+        scanned = {}
 
     def read_node(addr: int) -> tuple[int, int] | None:
         if addr not in node_cache:
@@ -204,6 +206,7 @@ def decode(memory: Memory, layout: Layout, areas_addr: int, mask_addr: int, *,
 
     if format is not None and format not in FORMATS:
         raise LayoutError(f"unknown format {format!r}: expected 2020, 2021 or auto")
+    hint_encoding = layout.encoding
     fmt, reason = _choose_format(format, layout, metas, walks,
                                  {r.slot: r.base for r in raws}, phys_offset)
     layout = layout.with_format(fmt) if fmt != layout.format else layout
@@ -214,7 +217,12 @@ def decode(memory: Memory, layout: Layout, areas_addr: int, mask_addr: int, *,
             continue
         slot = layout.slot(r.slot)
         meta = metas.get(r.slot)
-        blocks = scan_blocks(meta, r.base, layout.encoding) if meta is not None else None
+        if meta is None:
+            blocks = None
+        elif r.slot in scanned and layout.encoding is hint_encoding:
+            blocks = scanned[r.slot]       # the prefetch already scanned with this encoding
+        else:
+            blocks = scan_blocks(meta, r.base, layout.encoding)
         areas.append(AreaSnapshot(r.slot, slot.name if slot else f"AREA{r.slot}", r.desc_addr,
                                   r.base, r.top, r.page_states, r.max_order, init, meta, blocks,
                                   walks.get(r.slot, ())))
@@ -222,20 +230,23 @@ def decode(memory: Memory, layout: Layout, areas_addr: int, mask_addr: int, *,
                     phys_offset)
 
 
-def _prefetch_nodes(memory, raws, metas, layout, phys_offset, pair, cache) -> None:
+def _prefetch_nodes(memory, raws, metas, layout, phys_offset, pair,
+                    cache) -> dict[int, BlockMap]:
     """One batched read of the first bytes of every free block: the nodes
-    the walks will visit, for sources where a batch is cheaper."""
+    the walks will visit, for sources where a batch is cheaper. Returns the
+    block maps it scanned (with the layout's encoding) for decode to reuse."""
     ranges = []
+    scanned = {}
     for r in raws:
         meta = metas.get(r.slot)
         if meta is None:
             continue
-        blocks = scan_blocks(meta, r.base, layout.encoding)
+        blocks = scanned[r.slot] = scan_blocks(meta, r.base, layout.encoding)
         ranges += [((p << layout.page_shift) + phys_offset, pair.size) for p in blocks.free]
-    if not ranges:
-        return
-    for (addr, _), data in zip(ranges, read_many(memory, ranges)):
-        cache[addr] = None if data is None else pair.unpack(data)
+    if ranges:
+        for (addr, _), data in zip(ranges, read_many(memory, ranges)):
+            cache[addr] = None if data is None else pair.unpack(data)
+    return scanned
 
 
 # A byte's status bits, as one class per byte for bytes.translate counting.
