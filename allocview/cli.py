@@ -52,8 +52,11 @@ def _source_options(p: argparse.ArgumentParser, suppress: bool) -> None:
     g.add_argument("--machine", choices=["pc", "q35"], default=d("pc"),
                    help="where --memfile RAM sits below/above 4 GiB (default pc)")
     g.add_argument("--qmp", metavar="SOCKET", default=d(None),
-                   help="QEMU's QMP socket: reads via pmemsave (pausing the guest only while "
-                        "reading), or just pauses beside --memfile")
+                   help="QEMU's QMP socket: pauses the guest only while reading, reads from "
+                        "the QEMU process (/proc/PID/mem) when it runs here as you, else via "
+                        "pmemsave; or just pauses beside --memfile")
+    g.add_argument("--pmemsave", action="store_true", default=d(False),
+                   help="with --qmp: read only through pmemsave, never from /proc/PID/mem")
     g.add_argument("--gdb", metavar="HOST:PORT", default=d(None), help="a QEMU gdb stub")
     s = p.add_argument_group("program")
     s.add_argument("--elf", metavar="TEST.elf", default=d(None),
@@ -164,7 +167,8 @@ def _open(args, dump=None):
     return open_source(dump=dump or args.dump, raw_base=args.base if not dump else None,
                        memfile=None if dump else args.memfile, qmp=None if dump else args.qmp,
                        gdb=None if dump else args.gdb, elf=args.elf,
-                       phys_offset=args.phys_offset, machine=args.machine, arch=args.arch)
+                       phys_offset=args.phys_offset, machine=args.machine, arch=args.arch,
+                       host_memory=not args.pmemsave)
 
 
 def snapshot_of(args, dump=None, keep: list | None = None) -> Snapshot:

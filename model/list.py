@@ -43,6 +43,8 @@ def walk_list(head: int, head_prev: int, head_next: int,
     """Walk from `head` whose (prev, next) are already known. `read_node`
     gives a node's (prev, next) or None; `plausible` says whether an
     address may be a node at all (checked before it is read)."""
+    if head_next == head:             # most of the 52 lists are empty
+        return ListWalk(head, head_prev, (), (), "head", head)
     nodes: list[int] = []
     prevs: list[int] = []
     seen: set[int] = set()

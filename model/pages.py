@@ -8,6 +8,7 @@ milliseconds. Anything that breaks the block structure is recorded as a
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from .layout import Encoding, Status
@@ -16,33 +17,34 @@ __all__ = ["BlockDefect", "BlockMap", "scan_blocks", "block_at"]
 
 
 
+# Per byte value: a regex matching a run of it (sre scans a literal repeat
+# in a tight C loop) and, built on first use, a 4 KiB block of it for runs
+# long enough that memcmp (bytes.startswith) beats that loop.
+_RUN_RE = [re.compile(re.escape(bytes([b])) + b"*") for b in range(256)]
+_BLOCK = 4096
+_blocks: dict[int, bytes] = {}
+
+
 def run_end(meta: bytes, i: int) -> int:
     """The index after the run of identical bytes that starts at i.
 
-    Gallops with bytes.count (C speed, no copies): a run of R bytes costs
-    O(log R) calls over about 2R bytes, where a regex backreference costs
-    a Python-visible step per byte.
+    One regex match for a run under 4 KiB; longer runs go 4 KiB per
+    memcmp. On a fragmented 4 MB area this is 3.5x faster than galloping
+    with bytes.count, and 7x on a uniform one (scripts/bench.py decode).
     """
-    n = len(meta)
     b = meta[i]
-    j = i + 1
-    step = 8
-    count = meta.count
-    while j < n:
-        hi = min(j + step, n)
-        if count(b, j, hi) != hi - j:
-            # the run ends in [j, hi): halve down to it
-            lo = j
-            while hi - lo > 1:
-                mid = (lo + hi) // 2
-                if count(b, lo, mid) == mid - lo:
-                    lo = mid
-                else:
-                    hi = mid
-            return lo if meta[lo] != b else hi
-        j = hi
-        step *= 2
-    return n
+    match = _RUN_RE[b].match
+    limit = i + _BLOCK
+    end = match(meta, i, limit).end()
+    if end < limit:
+        return end
+    block = _blocks.get(b)
+    if block is None:
+        block = _blocks[b] = bytes([b]) * _BLOCK
+    starts = meta.startswith
+    while starts(block, end):
+        end += _BLOCK
+    return match(meta, end).end()
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,9 @@ class BlockMap:
     free: dict[int, int] = field(repr=False)
     special: tuple[int, ...] = field(repr=False)
     defects: tuple[BlockDefect, ...] = ()
+    # pages per metadata byte value, whatever the encoding: format
+    # detection reads this instead of passing over the bytes again
+    byte_pages: dict[int, int] = field(default_factory=dict, repr=False)
 
     def free_by_order(self) -> dict[int, list[int]]:
         out: dict[int, list[int]] = {}
@@ -86,6 +91,7 @@ def scan_blocks(meta: bytes, base: int, enc: Encoding) -> BlockMap:
     free: dict[int, int] = {}
     special: list[int] = []
     defects: list[BlockDefect] = []
+    hist: dict[int, int] = {}
     i = 0
     while i < n:
         b = meta[i]
@@ -93,9 +99,12 @@ def scan_blocks(meta: bytes, base: int, enc: Encoding) -> BlockMap:
         status, order = table[b]
         pfn = base + i
         if status is Status.INVALID:
+            hist[b] = hist.get(b, 0) + end - i
             j = end
             while j < n and table[meta[j]][0] is Status.INVALID:
-                j = run_end(meta, j)
+                k = run_end(meta, j)
+                hist[meta[j]] = hist.get(meta[j], 0) + k - j
+                j = k
             defects.append(BlockDefect("bad-byte", pfn, j - i, b))
             pages[Status.INVALID] += j - i
             i = j
@@ -106,39 +115,40 @@ def scan_blocks(meta: bytes, base: int, enc: Encoding) -> BlockMap:
             special.extend(range(pfn, pfn + end - i))
             pages[status] += end - i
             blocks[status] += end - i
+            hist[b] = hist.get(b, 0) + end - i
             i = end
             continue
         size = 1 << order
         if pfn & (size - 1):
             take = min(end - i, size)
             defects.append(BlockDefect("block-misaligned", pfn, take, b))
-            pages[status] += take
-            i += take
-            continue
-        if i + size > n:
-            take = min(end, n) - i
+        elif i + size > n:
+            take = end - i
             defects.append(BlockDefect("block-outside-area", pfn, take, b))
-            pages[status] += take
-            i += take
-            continue
-        whole = (end - i) >> order
-        if whole:
+        elif (whole := (end - i) >> order):
             take = whole << order
             if is_free[b]:
                 for p in range(pfn, pfn + take, size):
                     free[p] = b
-            pages[status] += take
             blocks[status] += whole
-            i += take
+        else:
+            # The run stops inside the block: one finding for the whole block.
+            defects.append(BlockDefect("block-inconsistent", pfn, size, b, (base + end, meta[end])))
+            if status.is_free:
+                free[pfn] = b
+            blocks[status] += 1
+            pages[status] += size
+            k = i
+            while k < i + size:           # the other bytes inside count as what they are
+                e = min(run_end(meta, k), i + size)
+                hist[meta[k]] = hist.get(meta[k], 0) + e - k
+                k = e
+            i += size
             continue
-        # The run stops inside the block: one finding for the whole block.
-        defects.append(BlockDefect("block-inconsistent", pfn, size, b, (base + end, meta[end])))
-        if status.is_free:
-            free[pfn] = b
-        pages[status] += size
-        blocks[status] += 1
-        i += size
-    return BlockMap(pages, blocks, free, tuple(special), tuple(defects))
+        pages[status] += take
+        hist[b] = hist.get(b, 0) + take
+        i += take
+    return BlockMap(pages, blocks, free, tuple(special), tuple(defects), hist)
 
 
 def block_at(meta: bytes, base: int, pfn: int, enc: Encoding) -> tuple[int, int] | None:

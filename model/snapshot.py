@@ -179,10 +179,12 @@ def decode(memory: Memory, layout: Layout, areas_addr: int, mask_addr: int, *,
     node_cache: dict[int, tuple[int, int] | None] = {}
     pair = struct.Struct(("<" if layout.endian == "little" else ">")
                          + ("QQ" if layout.ptr_size == 8 else "II"))
+    # Blocks in the hint's encoding: what the prefetch needs, what format
+    # detection counts, and usually (same encoding) the final scan too.
+    bases = {r.slot: r.base for r in raws}
+    scanned = {slot: scan_blocks(meta, bases[slot], layout.encoding) for slot, meta in metas.items()}
     if prefetch and hasattr(memory, "read_many"):
-        scanned = _prefetch_nodes(memory, raws, metas, layout, phys_offset, pair, node_cache)
-    else:
-        scanned = {}
+        _prefetch_nodes(memory, scanned, layout, phys_offset, pair, node_cache)
 
     def read_node(addr: int) -> tuple[int, int] | None:
         if addr not in node_cache:
@@ -207,8 +209,8 @@ def decode(memory: Memory, layout: Layout, areas_addr: int, mask_addr: int, *,
     if format is not None and format not in FORMATS:
         raise LayoutError(f"unknown format {format!r}: expected 2020, 2021 or auto")
     hint_encoding = layout.encoding
-    fmt, reason = _choose_format(format, layout, metas, walks,
-                                 {r.slot: r.base for r in raws}, phys_offset)
+    fmt, reason = _choose_format(format, layout, metas, walks, bases, phys_offset,
+                                 [scanned[slot].byte_pages for slot in metas])
     layout = layout.with_format(fmt) if fmt != layout.format else layout
     areas = []
     for r in raws:
@@ -219,8 +221,8 @@ def decode(memory: Memory, layout: Layout, areas_addr: int, mask_addr: int, *,
         meta = metas.get(r.slot)
         if meta is None:
             blocks = None
-        elif r.slot in scanned and layout.encoding is hint_encoding:
-            blocks = scanned[r.slot]       # the prefetch already scanned with this encoding
+        elif layout.encoding is hint_encoding:
+            blocks = scanned[r.slot]
         else:
             blocks = scan_blocks(meta, r.base, layout.encoding)
         areas.append(AreaSnapshot(r.slot, slot.name if slot else f"AREA{r.slot}", r.desc_addr,
@@ -230,23 +232,15 @@ def decode(memory: Memory, layout: Layout, areas_addr: int, mask_addr: int, *,
                     phys_offset)
 
 
-def _prefetch_nodes(memory, raws, metas, layout, phys_offset, pair,
-                    cache) -> dict[int, BlockMap]:
+def _prefetch_nodes(memory, scanned: dict[int, BlockMap], layout, phys_offset, pair,
+                    cache) -> None:
     """One batched read of the first bytes of every free block: the nodes
-    the walks will visit, for sources where a batch is cheaper. Returns the
-    block maps it scanned (with the layout's encoding) for decode to reuse."""
-    ranges = []
-    scanned = {}
-    for r in raws:
-        meta = metas.get(r.slot)
-        if meta is None:
-            continue
-        blocks = scanned[r.slot] = scan_blocks(meta, r.base, layout.encoding)
-        ranges += [((p << layout.page_shift) + phys_offset, pair.size) for p in blocks.free]
+    the walks will visit, for sources where a batch is cheaper."""
+    ranges = [((p << layout.page_shift) + phys_offset, pair.size)
+              for blocks in scanned.values() for p in blocks.free]
     if ranges:
         for (addr, _), data in zip(ranges, read_many(memory, ranges)):
             cache[addr] = None if data is None else pair.unpack(data)
-    return scanned
 
 
 # A byte's status bits, as one class per byte for bytes.translate counting.
@@ -254,18 +248,29 @@ _CLASS = bytes(1 if b & 0xC0 == 0x40 else 2 if b & 0xC0 == 0xC0 else
                3 if b & 0xC0 == 0x80 and b & 0x3F else 0 for b in range(256))
 
 
-def detect_format(layout: Layout, metas: dict[int, bytes],
-                  listed_bytes: list[int]) -> tuple[str, str]:
+def detect_format(layout: Layout, metas: dict[int, bytes], listed_bytes: list[int],
+                  byte_pages: list[dict[int, int]] | None = None) -> tuple[str, str]:
     """Which byte encoding the state is in, and why. ALLOCATOR.md: the free
     lists settle it. 0x40 means FREE in 2021 (so its blocks are listed) and
     ALLOCATED in 2020 (so they are not): compare the 0x40 pages that listed
     blocks cover with all 0x40 pages. 0xc0 and 0x80|order bytes exist in
-    2021 only. Without telling bytes, DWARF's max_order is the hint."""
+    2021 only. Without telling bytes, DWARF's max_order is the hint.
+    `byte_pages` (pages per byte value, from the block scans) saves a pass
+    over the metadata."""
     p40 = c_hi = 0
-    for meta in metas.values():
-        t = meta.translate(_CLASS)
-        p40 += t.count(1)
-        c_hi += t.count(2) + t.count(3)
+    if byte_pages is not None:
+        for hist in byte_pages:
+            for b, n in hist.items():
+                cls = _CLASS[b]
+                if cls == 1:
+                    p40 += n
+                elif cls:
+                    c_hi += n
+    else:
+        for meta in metas.values():
+            t = meta.translate(_CLASS)
+            p40 += t.count(1)
+            c_hi += t.count(2) + t.count(3)
     l40 = sum(1 << (b & 0x3F) for b in listed_bytes if b & 0xC0 == 0x40)
     if p40:
         if 2 * l40 >= p40:
@@ -280,7 +285,8 @@ def detect_format(layout: Layout, metas: dict[int, bytes],
                   f"({'with' if hint == '2021' else 'without'} max_order) says {hint}")
 
 
-def _choose_format(forced, layout, metas, walks, bases, phys_offset) -> tuple[str, str]:
+def _choose_format(forced, layout, metas, walks, bases, phys_offset,
+                   byte_pages) -> tuple[str, str]:
     if forced is not None:
         return forced, "forced"
     listed = []
@@ -292,4 +298,4 @@ def _choose_format(forced, layout, metas, walks, bases, phys_offset) -> tuple[st
                 i = ((addr - phys_offset) >> shift) - base
                 if 0 <= i < len(meta):        # nodes of other areas do not vote
                     listed.append(meta[i])
-    return detect_format(layout, metas, listed)
+    return detect_format(layout, metas, listed, byte_pages)

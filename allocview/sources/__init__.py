@@ -90,14 +90,15 @@ def open_source(*, dump: str | None = None, raw_base: int | None = None,
                 memfile: str | None = None, qmp: str | None = None, gdb: str | None = None,
                 elf: str | None = None, phys_offset: int = 0,
                 machine_ram_below_4g: int | None = None, machine: str = "pc",
-                arch: str | None = None) -> Source:
+                arch: str | None = None, host_memory: bool = True) -> Source:
     """The source the command line names.
 
     dump: a dump-guest-memory ELF, or a raw pmemsave file with `raw_base`
     (guest physical address of its first byte). memfile: a shared RAM file
     (`machine` pc|q35 and `machine_ram_below_4g` place it); a `qmp` socket
     beside it only pauses the guest while the source is open. qmp alone:
-    reads through pmemsave. gdb: "HOST:PORT" of a gdb stub, with `elf`
+    reads QEMU's memory from /proc when it can (`host_memory`), else
+    through pmemsave. gdb: "HOST:PORT" of a gdb stub, with `elf`
     (symbols) and `arch`; a `qmp` socket beside it tells whether the guest
     was running, and so whether closing resumes it.
     """
@@ -133,5 +134,5 @@ def open_source(*, dump: str | None = None, raw_base: int | None = None,
         return GdbMiSource(gdb, elf=elf, arch=arch, resume=resume)
     if qmp:
         from .qmp import QmpSource
-        return QmpSource(qmp, phys_offset=phys_offset)
+        return QmpSource(qmp, phys_offset=phys_offset, host_memory=host_memory)
     raise SourceError("no memory source: give --dump, --memfile, --qmp or --gdb")

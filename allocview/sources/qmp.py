@@ -6,9 +6,13 @@ thread, so the synchronous calls here work from any caller, including one
 inside its own running asyncio loop (where the legacy sync wrapper fails),
 and every call has a timeout.
 
-Reads use `pmemsave` (guest *physical* memory) into a private temporary
-directory (mode 0700), one file per command, deleted after reading; many
-pmemsaves go pipelined in one round trip.
+Reads come straight from the QEMU process's memory (hostmem.HostMemory:
+QEMU's pid from the socket's SO_PEERCRED, RAM's host address from HMP)
+when QEMU runs on this host as this user: no QMP command per read at all.
+Otherwise, and for anything that path refuses, `pmemsave` (guest
+*physical* memory) into a private temporary directory (mode 0700), one
+file per command, deleted after reading; many pmemsaves go pipelined in
+one round trip.
 """
 
 from __future__ import annotations
@@ -19,14 +23,14 @@ import os
 import shutil
 import tempfile
 import threading
-from typing import Any
+from typing import Any, Callable
 
 from model.errors import MemoryReadError
 
 from ..errors import SourceError
 from . import Source
+from .hostmem import HostMemory, HostMemoryUnavailable, parse_mtree, unix_peer_pid
 from .mapped import Extent
-from .memfile import ram_extents, x86_below_4g
 
 __all__ = ["QmpClient", "QmpPauser", "QmpSource", "query_running"]
 
@@ -64,10 +68,11 @@ class QmpClient:
         self.label = f"--qmp {address}"
         self.counter = counter if counter is not None else {"round_trips": 0}
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
+        self._thread = threading.Thread(target=_serve, args=(self._loop,), daemon=True,
                                         name=f"allocview-qmp {address}")
         self._thread.start()
         self._qmp = None
+        self.peer_pid: int | None = None
         try:
             self._connect(timeout)
         except BaseException:
@@ -95,6 +100,11 @@ class QmpClient:
             return QMPClient("allocview")
 
         self._qmp = self._run(make(), timeout)
+        if isinstance(addr, str):
+            # our own socket, to learn QEMU's pid (SO_PEERCRED) for HostMemory
+            sock = _unix_connect(addr, timeout, self.label)
+            self.peer_pid = unix_peer_pid(sock)
+            addr = sock
         try:
             self._run(self._qmp.connect(addr), timeout)
         except asyncio.TimeoutError:
@@ -141,17 +151,63 @@ class QmpClient:
         return results
 
     def close(self) -> None:
-        if self._qmp is not None:
-            try:
-                self._run(self._qmp.disconnect(), CONNECT_TIMEOUT)
-            except Exception:  # noqa: BLE001 - QEMU may be gone; closing anyway
-                pass
-            self._qmp = None
-        if self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(CONNECT_TIMEOUT)
-        if not self._loop.is_running():
-            self._loop.close()
+        """Hang up. Nothing waits on QEMU here (every command already has
+        its reply): the loop thread disconnects, stops and closes its loop
+        on its own, so closing costs the caller no round trip."""
+        qmp, self._qmp = self._qmp, None
+        if not self._thread.is_alive():
+            if not self._loop.is_closed():
+                self._loop.close()
+            return
+
+        async def hang_up():
+            if qmp is not None:
+                try:
+                    await asyncio.wait_for(qmp.disconnect(), CONNECT_TIMEOUT)
+                except Exception:  # noqa: BLE001 - QEMU may be gone; closing anyway
+                    pass
+            self._loop.stop()
+
+        try:
+            self._loop.call_soon_threadsafe(lambda: self._loop.create_task(hang_up()))
+        except RuntimeError:           # the loop is closed already
+            pass
+
+
+def _serve(loop: asyncio.AbstractEventLoop) -> None:
+    """The loop thread: run until close() stops the loop, then close it."""
+    try:
+        loop.run_forever()
+    finally:
+        loop.close()
+
+
+def _unix_connect(path: str, timeout: float, label: str):
+    import socket
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(path)
+    except OSError as e:
+        sock.close()
+        raise SourceError(f"{label}: {_connect_reason(e)}") from None
+    sock.setblocking(False)
+    return sock
+
+
+def _hmp_call(line: str) -> tuple[str, dict]:
+    return ("human-monitor-command", {"command-line": line})
+
+
+def hmp(client: QmpClient) -> Callable[[list[str]], list[str]]:
+    """HMP command lines through QMP, pipelined (HostMemory's monitor)."""
+    def run(lines: list[str]) -> list[str]:
+        got = client.pipeline([_hmp_call(x) for x in lines])
+        bad = [r for r in got if isinstance(r, Exception)]
+        if bad:
+            raise HostMemoryUnavailable(f"human-monitor-command: {bad[0]}")
+        return got
+    return run
 
 
 def _connect_reason(e: Exception) -> str:
@@ -167,6 +223,12 @@ def _connect_reason(e: Exception) -> str:
     return f"not a QMP server ({str(root).splitlines()[0] if str(root) else type(root).__name__})"
 
 
+# In one round trip: whether the guest runs, then stop it. `stop` leaves a
+# guest that is not running as it is (QEMU's do_vm_stop), so the status
+# says whether close must `cont`.
+PAUSE_CALLS = [("query-status", {}), ("stop", {})]
+
+
 class QmpPauser:
     """Keep a guest paused while reading its memory from elsewhere (a RAM
     file): `stop` on open when it runs; `cont` on close only when this
@@ -174,17 +236,21 @@ class QmpPauser:
     """
 
     def __init__(self, address: str | None = None, *, client: QmpClient | None = None,
-                 timeout: float = CONNECT_TIMEOUT):
+                 timeout: float = CONNECT_TIMEOUT, replies: list | None = None):
+        """`replies`: the replies to PAUSE_CALLS when the caller pipelined
+        them with its own commands."""
         self.client = client if client is not None else QmpClient(address, timeout=timeout)
         self._own_client = client is None
         self.status = ""
         self.was_running = False
         self.resumed = False
         try:
-            st = self.client.cmd("query-status")
+            st, stopped = replies if replies is not None else self.client.pipeline(PAUSE_CALLS)
+            if isinstance(st, Exception):
+                raise SourceError(f"{self.client.label}: query-status: {st}")
             self.status, self.was_running = st["status"], bool(st["running"])
-            if self.was_running:
-                self.client.cmd("stop")
+            if self.was_running and isinstance(stopped, Exception):
+                raise SourceError(f"{self.client.label}: stop: {stopped}")
         except BaseException:
             self.close()
             raise
@@ -218,33 +284,71 @@ def query_running(address: str, *, timeout: float = CONNECT_TIMEOUT) -> bool:
 
 
 class QmpSource(Source):
-    """Guest physical memory through pmemsave, the guest paused meanwhile.
+    """Guest physical memory, the guest paused meanwhile: from QEMU's own
+    memory when it is readable from here (`via` says), else through pmemsave.
 
-    On x86 pc/q35 machines the RAM map (from the RAM size and machine type)
-    lets reads outside RAM fail as they would in a dump; pmemsave itself
-    reads unassigned memory as zeros without complaint. Elsewhere reads are
-    not checked. `read_many` merges nearby ranges into one pmemsave each
-    and pipelines those. stats: "commands" counts QMP commands,
-    "round_trips" the waits for their replies.
+    The RAM map (`info mtree -f`, any machine) lets reads outside RAM fail
+    as they would in a dump; pmemsave itself reads unassigned memory as
+    zeros without complaint. Without HMP reads are not checked.
+    `read_many` merges nearby ranges into one pmemsave each and pipelines
+    those. stats: "commands" counts QMP commands, "round_trips" the waits
+    for their replies, "host_reads" the reads served from QEMU's memory.
     """
 
     def __init__(self, address: str, *, phys_offset: int = 0, timeout: float = CONNECT_TIMEOUT,
-                 merge_gap: int = MERGE_GAP, max_span: int = MAX_SPAN):
+                 merge_gap: int = MERGE_GAP, max_span: int = MAX_SPAN, host_memory: bool = True):
         super().__init__(f"qmp {address}", phys_offset=phys_offset)
         self.address = address
         self.merge_gap = merge_gap
         self.max_span = max_span
         self._dir = None
+        self.host: HostMemory | None = None
+        self.host_reason = "not tried (--pmemsave)"
         self.stats["commands"] = 0      # QMP commands; round_trips counts waits for replies
         self.client = QmpClient(address, timeout=timeout, counter=self.stats)
         try:
-            self.pauser = QmpPauser(client=self.client)
+            # One round trip: pause, the memory map (which ranges
+            # are RAM) and, guessing RAM starts at 0 as on x86, where it
+            # lives in QEMU; other machines ask gpa2hva again.
+            calls = PAUSE_CALLS + [_hmp_call("info mtree -f")]
+            if host_memory:
+                calls.append(_hmp_call("gpa2hva 0"))
+            replies = self.client.pipeline(calls)
+            self.pauser = QmpPauser(client=self.client, replies=replies[:2])
             self._dir = tempfile.mkdtemp(prefix="allocview-qmp-")
             self._seq = 0
-            self.ram = _ram_map(self.client)
+            mtree = replies[2] if isinstance(replies[2], str) else ""
+            self.ram = [Extent(r.gpa, r.end - r.gpa, r.offset) for r in parse_mtree(mtree)] or None
+            if host_memory:
+                self._open_host(mtree, replies[3:])
         except BaseException:
             self._release()
             raise
+
+    def _open_host(self, mtree: str, answers: list) -> None:
+        try:
+            self.host = HostMemory.open(self.client.peer_pid, hmp(self.client), mtree=mtree,
+                                        answers=[a for a in answers if isinstance(a, str)])
+            self.host_reason = f"reading /proc/{self.host.pid}/mem"
+            self.stats["host_reads"] = 0
+        except HostMemoryUnavailable as e:
+            self.host_reason = str(e)
+
+    @property
+    def via(self) -> str:
+        """How reads are served, for the user."""
+        return self.host_reason if self.host else f"pmemsave ({self.host_reason})"
+
+    def _host_read(self, phys: int, size: int) -> bytes | None:
+        """From QEMU's memory when that covers the range; None to fall back."""
+        if self.host is None or not self.host.covers(phys, size):
+            return None
+        try:
+            data = self.host.read(phys, size)
+        except MemoryReadError:
+            return None
+        self.stats["host_reads"] += 1
+        return data
 
     # ---------------------------------------------------------------- reads
     def _in_ram(self, phys: int, size: int) -> bool:
@@ -261,6 +365,9 @@ class QmpSource(Source):
     def read_phys(self, phys: int, size: int) -> bytes:
         if not self._in_ram(phys, size):
             raise MemoryReadError(phys, size, "not guest RAM")
+        data = self._host_read(phys, size)
+        if data is not None:
+            return data
         got = self._pmemsave([(phys, size)])[0]
         if isinstance(got, MemoryReadError):
             raise got
@@ -284,11 +391,28 @@ class QmpSource(Source):
         return out
 
     def read_many(self, ranges: list[tuple[int, int]]) -> list[bytes | None]:
-        """Ranges within `merge_gap` of each other (spanning at most
-        `max_span`) share one pmemsave; all of them go in one pipelined round
-        trip. A group that fails is read again range by range."""
+        """From QEMU's memory when it is open; the rest (all of them
+        without it) through pmemsave, where ranges within `merge_gap` of
+        each other (spanning at most `max_span`) share one pmemsave and all
+        go in one pipelined round trip."""
         if self.closed:
             raise SourceError(f"{self.name}: read after close")
+        if self.host is None:
+            out = self._read_many_pmemsave(ranges)
+        else:
+            out = self.host.read_many([(a - self.phys_offset, n) for a, n in ranges])
+            rest = [i for i, d in enumerate(out) if d is None]
+            self.stats["host_reads"] += len(ranges) - len(rest)
+            if rest:        # outside RAM or refused: pmemsave says why
+                for i, got in zip(rest, self._read_many_pmemsave([ranges[i] for i in rest])):
+                    out[i] = got
+        served = [d for d in out if d is not None]
+        self.stats["reads"] += len(served)
+        self.stats["bytes"] += sum(map(len, served))
+        return out
+
+    def _read_many_pmemsave(self, ranges: list[tuple[int, int]]) -> list[bytes | None]:
+        """A group that fails is read again range by range."""
         out: list[bytes | None] = [None] * len(ranges)
         groups = self._groups(ranges)
         spans = [(lo - self.phys_offset, hi - lo) for lo, hi, _ in groups]
@@ -304,9 +428,6 @@ class QmpSource(Source):
             spans = [(ranges[i][0] - self.phys_offset, ranges[i][1]) for i in retry]
             for i, got in zip(retry, self._pmemsave(spans)):
                 out[i] = None if isinstance(got, MemoryReadError) else got
-        served = [i for i, d in enumerate(out) if d is not None]
-        self.stats["reads"] += len(served)
-        self.stats["bytes"] += sum(len(out[i]) for i in served)
         return out
 
     def _groups(self, ranges: list[tuple[int, int]]) -> list[tuple[int, int, list[int]]]:
@@ -340,6 +461,8 @@ class QmpSource(Source):
             if pauser is not None:
                 pauser.close()
         finally:
+            if self.host is not None:
+                self.host.close()
             self.client.close()
             if self._dir:
                 shutil.rmtree(self._dir, ignore_errors=True)
@@ -368,18 +491,3 @@ def _collect(addr: int, size: int, path: str, result) -> bytes | MemoryReadError
     return data
 
 
-def _ram_map(client: QmpClient) -> list[Extent] | None:
-    """Guest RAM as physical extents on x86 pc/q35; None elsewhere."""
-    target, mtype, summary, cap = client.pipeline([
-        ("query-target", {}), ("qom-get", {"path": "/machine", "property": "type"}),
-        ("query-memory-size-summary", {}),
-        ("qom-get", {"path": "/machine", "property": "max-ram-below-4g"})])
-    if any(isinstance(r, Exception) for r in (target, mtype, summary, cap)):
-        return None
-    if target.get("arch") not in ("x86_64", "i386"):
-        return None
-    machine = "q35" if "q35" in str(mtype) else "pc" if str(mtype).startswith("pc") else None
-    if machine is None:
-        return None
-    ram = int(summary["base-memory"])
-    return ram_extents(ram, x86_below_4g(ram, machine, int(cap or 0)))

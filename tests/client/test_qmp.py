@@ -42,7 +42,7 @@ def test_pmemsave_reads_loaded_bytes(qemu):
 
 def test_read_many_merges_nearby_ranges_into_one_round_trip(qemu):
     q = qemu(blobs=[(0x100000, BLOB)])
-    with QmpSource(str(q.qmp_path)) as src:
+    with QmpSource(str(q.qmp_path), host_memory=False) as src:
         ranges = [(0x100000 + i * 0x400, 16) for i in range(16)][::-1]
         before = src.stats["round_trips"]
         got = src.read_many(ranges + [(64 << 20, 4)])
@@ -56,11 +56,27 @@ def test_read_many_merges_nearby_ranges_into_one_round_trip(qemu):
         assert src.stats["commands"] == before["commands"] + 2
 
 
-def test_snapshot_of_a_loaded_model_state_in_a_handful_of_round_trips(qemu):
-    """The reference allocator's image loaded into a paused VM's RAM."""
+def test_snapshot_from_qemus_memory_costs_no_qmp_command(qemu):
+    """QEMU runs here as us: after the one round trip of opening, every
+    read is a pread of /proc/PID/mem."""
     al = scenario(layout_for("x86_64", "2021"))
     q = qemu(memory="32M", blobs=image_segments(al.memory))
     with QmpSource(str(q.qmp_path)) as src:
+        assert src.host is not None and src.host.pid == q.proc.pid, src.via
+        assert src.via == f"reading /proc/{q.proc.pid}/mem"
+        assert (src.stats["round_trips"], src.stats["commands"]) == (1, 4)
+        snap = decode(src, al.layout, al.areas_addr, al.mask_addr)
+        assert snap.state() == al.state()
+        assert (src.stats["round_trips"], src.stats["commands"]) == (1, 4)
+        assert src.stats["host_reads"] == src.stats["reads"] > 3
+
+
+def test_snapshot_of_a_loaded_model_state_in_a_handful_of_round_trips(qemu):
+    """The reference allocator's image loaded into a paused VM's RAM,
+    through pmemsave."""
+    al = scenario(layout_for("x86_64", "2021"))
+    q = qemu(memory="32M", blobs=image_segments(al.memory))
+    with QmpSource(str(q.qmp_path), host_memory=False) as src:
         opened, opened_commands = src.stats["round_trips"], src.stats["commands"]
         snap = decode(src, al.layout, al.areas_addr, al.mask_addr)
         assert snap.state() == al.state()
@@ -93,11 +109,17 @@ def test_works_inside_a_running_event_loop_and_over_tcp(qemu):
     assert asyncio.run(main()) == (BLOB[:64], BLOB[:64])
 
 
-def test_machines_without_a_known_ram_map_read_unchecked(qemu):
+@pytest.mark.parametrize("host", [True, False])
+def test_any_machine_gets_its_ram_map_from_qemus_flat_view(qemu, host):
+    """machine none puts -m 16M at 0: QEMU's `info mtree -f` says so,
+    where the old pc/q35 rule knew nothing."""
     q = qemu(machine="none")
-    with QmpSource(str(q.qmp_path)) as src:
-        assert src.ram is None
-        assert src.read(0x1000, 8) == bytes(8)        # pmemsave's zeros: no RAM there
+    with QmpSource(str(q.qmp_path), host_memory=host) as src:
+        assert [(e.phys, e.size) for e in src.ram] == [(0, 16 << 20)]
+        assert (src.host is not None) == host
+        assert src.read(0x1000, 8) == bytes(8)
+        with pytest.raises(MemoryReadError, match="not guest RAM"):
+            src.read(16 << 20, 8)
 
 
 def test_a_paused_guest_stays_paused(qemu):
