@@ -322,10 +322,28 @@ def run_save(args) -> int:
 def run_watch(args) -> int:
     if args.dump:
         raise AllocviewError("watch needs a live guest: --qmp or --memfile")
+    if args.qmp and not args.memfile and not args.gdb:
+        # one connection for every refresh; the guest paused per snapshot only
+        from .sources.qmp import QmpSource
+        with QmpSource(args.qmp, phys_offset=args.phys_offset, host_memory=not args.pmemsave,
+                       pause=False) as src:
+            return _watch(args, lambda: _paused_snapshot(args, src))
+    return _watch(args, lambda: snapshot_of(args))
+
+
+def _paused_snapshot(args, src) -> Snapshot:
+    layout, areas, mask = _program(args)
+    with src.paused():
+        return decode(CachedMemory(src), layout, areas, mask,
+                      format=None if args.format == "auto" else args.format,
+                      phys_offset=args.phys_offset)
+
+
+def _watch(args, take) -> int:
     n = 0
     while True:
         t = time.perf_counter()
-        snap = snapshot_of(args)
+        snap = take()
         took = time.perf_counter() - t
         doc = render.Doc().line(f"allocview watch: {time.strftime('%H:%M:%S')}, read in "
                                 f"{took * 1000:.0f} ms (guest paused only while reading)")

@@ -36,7 +36,7 @@ class CheckEach(CallWatcher):
         self.full_checks = 0
         self.dirty = False
         self.broken: tuple[Call, list] | None = None
-        self.memory = target.GdbMemory()
+        self.memory = target.memory()
         super().__init__(funcs)
         self._seed(self._decode())
         gdb.events.memory_changed.connect(self._changed)

@@ -51,7 +51,7 @@ def current() -> Snapshot:
         if gdb.selected_inferior().pid == 0:
             raise gdb.GdbError("allocview: no running target; `target remote :1234` first")
         try:
-            STATE.snapshot = decode(target.GdbMemory(), prog.layout, prog.areas_addr,
+            STATE.snapshot = decode(target.memory(), prog.layout, prog.areas_addr,
                                     prog.mask_addr, format=STATE.format)
         except KeyboardInterrupt:
             raise gdb.GdbError("allocview: interrupted") from None
@@ -69,7 +69,7 @@ def save_state(path: str) -> tuple[Snapshot, int]:
     small ELF dump: a start state for replay, a snapshot for diff."""
     from allocview.dumpwrite import write_elf_dump
     prog = target.program()
-    mem = CachedMemory(target.GdbMemory())
+    mem = CachedMemory(target.memory())
     snap = decode(mem, prog.layout, prog.areas_addr, prog.mask_addr, format=STATE.format)
     segments = sorted(mem._cache.items())
     write_elf_dump(path, [(addr, data) for (addr, _n), data in segments], arch=prog.arch)
@@ -303,6 +303,28 @@ def cmd_format(a):
               f"{prog.mask_addr:#x}\n")
 
 
+@command("source", "Show or set how guest memory is read. auto (default): straight from the "
+         "QEMU process behind the stub when it runs on this host as you (/proc/PID/mem, found "
+         "through `monitor`, checked against the stub on every snapshot), else the gdb stub; "
+         "stub: always the gdb stub.", words=("auto", "stub"))
+@args(("mode", dict(nargs="?", choices=["auto", "stub"])))
+def cmd_source(a):
+    if a.mode:
+        target.HOST.mode = a.mode
+        target.forget_host()
+        invalidate()
+    if gdb.selected_inferior().pid == 0:
+        gdb.write(f"allocview: source {target.HOST.mode}; no target yet\n")
+        return
+    host = target.host_memory()
+    if host is not None:
+        gdb.write(f"allocview: source {target.HOST.mode}: guest RAM from QEMU process {host.pid} "
+                  f"(/proc/{host.pid}/mem, {len(host.ranges)} RAM ranges), the gdb stub for "
+                  "anything else\n")
+    else:
+        gdb.write(f"allocview: source {target.HOST.mode}: the gdb stub ({target.HOST.why_not})\n")
+
+
 @command("color", "Colour output: on, off or auto (gdb styling on a terminal).",
          words=("on", "off", "auto"))
 @args(("mode", dict(choices=["on", "off", "auto"])))
@@ -318,7 +340,7 @@ VM_MAGIC = 0x7E57C0DE
 @args(("pointer", dict(help="a pointer vmalloc returned (gdb expression)")))
 def cmd_vmalloc(a):
     prog = target.program()
-    mem = target.GdbMemory()
+    mem = target.memory()
     lay = prog.layout
     ul = lay.ptr_size
     p = a.value
@@ -462,7 +484,7 @@ def cmd_drive(a):
             return
     accepted = read_known(a.known)
     prog = target.program()
-    mem = CachedMemory(target.GdbMemory())
+    mem = CachedMemory(target.memory())
     start = decode(mem, prog.layout, prog.areas_addr, prog.mask_addr, format=STATE.format)
     image = sorted((addr, data) for (addr, _n), data in mem._cache.items())
     if errors_of(start) and not a.force:

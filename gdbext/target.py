@@ -10,10 +10,12 @@ from dataclasses import dataclass
 
 import gdb  # type: ignore[import-not-found]
 
+from allocview.sources.hostmem import HostMemory, HostMemoryUnavailable, tcp_port_owner
 from model.errors import LayoutError, MemoryReadError
 from model.layout import Layout, layout_for
 
-__all__ = ["GdbMemory", "Program", "program", "forget", "GDB_ARCHES"]
+__all__ = ["GdbMemory", "Program", "program", "forget", "GDB_ARCHES", "HOST", "host_memory",
+           "memory", "forget_host"]
 
 GDB_ARCHES = {"i386:x86-64": "x86_64", "i386:x64-32": "x86_64", "i386": "i386",
               "s390:64-bit": "s390x", "aarch64": "aarch64", "arm": "arm",
@@ -21,14 +23,23 @@ GDB_ARCHES = {"i386:x86-64": "x86_64", "i386:x64-32": "x86_64", "i386": "i386",
 
 
 class GdbMemory:
-    """model's Memory over `Inferior.read_memory`: one remote read per
-    call, so callers read big ranges (metadata) in one go."""
+    """model's Memory over `Inferior.read_memory` (one stub round trip per
+    call, so callers read big ranges in one go), or, when `host` is given,
+    over the QEMU process's memory for whatever guest RAM it covers.
 
-    def __init__(self, inferior=None):
+    The host path reads guest addresses as physical ones (kvm-unit-tests
+    identity-maps RAM), so the first read goes both ways and must agree
+    before the host serves anything; `host_refused` then says why not."""
+
+    def __init__(self, inferior=None, host: HostMemory | None = None):
         self.inferior = inferior or gdb.selected_inferior()
         self.reads = 0
+        self.host = host
+        self.host_reads = 0
+        self.host_refused: str | None = None
+        self._verified = False
 
-    def read(self, addr: int, size: int) -> bytes:
+    def _stub(self, addr: int, size: int) -> bytes:
         self.reads += 1
         try:
             return self.inferior.read_memory(addr, size).tobytes()
@@ -36,6 +47,120 @@ class GdbMemory:
             raise MemoryReadError(addr, size, str(e)) from None
         except (OverflowError, ValueError) as e:
             raise MemoryReadError(addr, size, str(e)) from None
+
+    def _host_ok(self, addr: int, size: int) -> bool:
+        if self.host is None or not self.host.covers(addr, size):
+            return False
+        if self._verified:
+            return True
+        try:
+            same = self.host.read(addr, size) == self._stub(addr, size)
+        except MemoryReadError:
+            same = False
+        if not same:
+            self.host_refused = (f"{addr:#x}+{size} reads differently from /proc/"
+                                 f"{self.host.pid}/mem and from the stub")
+            refuse_host(self.host_refused)
+            self.host = None
+            return False
+        self._verified = True
+        return True
+
+    def read(self, addr: int, size: int) -> bytes:
+        if self._host_ok(addr, size):
+            try:
+                data = self.host.read(addr, size)
+                self.host_reads += 1
+                return data
+            except MemoryReadError:
+                pass
+        return self._stub(addr, size)
+
+    def read_many(self, ranges: list[tuple[int, int]]) -> list[bytes | None]:
+        out: list[bytes | None] = [None] * len(ranges)
+        if ranges and self._host_ok(*ranges[0]):
+            out = self.host.read_many(ranges)
+            self.host_reads += sum(d is not None for d in out)
+        for i, (addr, size) in enumerate(ranges):
+            if out[i] is None:
+                try:
+                    out[i] = self._stub(addr, size)
+                except MemoryReadError:
+                    pass
+        return out
+
+
+# ----------------------------------------------- the QEMU process behind the stub
+
+class _HostState:
+    mode = "auto"                      # "auto": use the QEMU process when possible; "stub"
+    key: tuple | None = None           # (connection number, port) it was found for
+    memory: HostMemory | None = None
+    why_not = "not tried yet"
+
+
+HOST = _HostState()
+
+
+def forget_host(*_args) -> None:
+    if HOST.memory is not None:
+        HOST.memory.close()
+    HOST.memory, HOST.key, HOST.why_not = None, None, "not tried yet"
+
+
+def refuse_host(reason: str) -> None:
+    """Stop using the QEMU process for this connection, saying why."""
+    if HOST.memory is not None:
+        HOST.memory.close()
+    HOST.memory, HOST.why_not = None, reason
+
+
+def _monitor(lines: list[str]) -> list[str]:
+    out = []
+    for line in lines:
+        try:
+            out.append(gdb.execute(f"monitor {line}", to_string=True))
+        except gdb.error as e:
+            raise HostMemoryUnavailable(f"monitor {line}: {e}") from None
+    return out
+
+
+def host_memory() -> HostMemory | None:
+    """The memory of the QEMU process whose gdb stub gdb is connected to,
+    when it runs on this host as this user (found once per connection:
+    the stub's TCP port, then HMP `info mtree -f` and `gpa2hva` through
+    `monitor`, sent only once a local QEMU owns that port). None, with
+    HOST.why_not, otherwise."""
+    if HOST.mode != "auto":
+        HOST.why_not = "off (alloc source stub)"
+        return None
+    inf = gdb.selected_inferior()
+    conn = getattr(inf, "connection", None)
+    details = getattr(conn, "details", None) or ""
+    port = details.rpartition(":")[2]
+    key = (getattr(inf, "connection_num", None), details)
+    if key == HOST.key:
+        return HOST.memory
+    forget_host()
+    HOST.key = key
+    if getattr(conn, "type", None) not in ("remote", "extended-remote") or not port.isdigit():
+        HOST.why_not = f"the target is not a gdb stub on a TCP port ({details or 'none'})"
+        return None
+    pid = tcp_port_owner(int(port))
+    if pid is None:
+        HOST.why_not = f"no QEMU process on this host owns port {port}"
+        return None
+    try:
+        HOST.memory = HostMemory.open(pid, _monitor)
+        HOST.why_not = ""
+    except HostMemoryUnavailable as e:
+        HOST.why_not = str(e)
+    return HOST.memory
+
+
+def memory(inferior=None) -> GdbMemory:
+    """A Memory for this stop: the QEMU process's when it can be, else the stub."""
+    return GdbMemory(inferior, host_memory())
 
 
 @dataclass(frozen=True)

@@ -84,11 +84,12 @@ class Encoding:
     format: str
     nlists: int
     table: tuple = field(repr=False, compare=False, default=())
+    free: tuple = field(repr=False, compare=False, default=())    # free[b]: b is a free block's
 
     @staticmethod
     def build(format: str, nlists: int) -> "Encoding":
         table = tuple(_classify(format, nlists, b) for b in range(256))
-        return Encoding(format, nlists, table)
+        return Encoding(format, nlists, table, tuple(st.is_free for st, _ in table))
 
     def byte(self, status: Status, order: int) -> int:
         """The byte a page of this status and order carries."""

@@ -84,7 +84,7 @@ def scan_blocks(meta: bytes, base: int, enc: Encoding) -> BlockMap:
     """Decode `meta` (page_states[0 : top - base]) of an area whose first
     usable pfn is `base`."""
     table = enc.table
-    is_free = [st.is_free for st, _ in table]
+    is_free = enc.free
     n = len(meta)
     pages = dict.fromkeys(Status, 0)
     blocks = dict.fromkeys(Status, 0)

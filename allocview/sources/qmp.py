@@ -23,6 +23,7 @@ import os
 import shutil
 import tempfile
 import threading
+from contextlib import contextmanager
 from typing import Any, Callable
 
 from model.errors import MemoryReadError
@@ -96,17 +97,18 @@ class QmpClient:
             raise SourceError(f"{self.label}: no such socket (start QEMU with "
                               f"-qmp unix:{addr},server=on,wait=off)")
 
-        async def make():
-            return QMPClient("allocview")
-
-        self._qmp = self._run(make(), timeout)
         if isinstance(addr, str):
             # our own socket, to learn QEMU's pid (SO_PEERCRED) for HostMemory
             sock = _unix_connect(addr, timeout, self.label)
             self.peer_pid = unix_peer_pid(sock)
             addr = sock
+
+        async def connect():
+            self._qmp = QMPClient("allocview")     # made on the loop it will run on
+            await self._qmp.connect(addr)
+
         try:
-            self._run(self._qmp.connect(addr), timeout)
+            self._run(connect(), timeout)
         except asyncio.TimeoutError:
             raise SourceError(f"{self.label}: no QMP greeting within {timeout:g} s "
                               "(not a QMP socket, or QEMU is hung)") from None
@@ -296,7 +298,10 @@ class QmpSource(Source):
     """
 
     def __init__(self, address: str, *, phys_offset: int = 0, timeout: float = CONNECT_TIMEOUT,
-                 merge_gap: int = MERGE_GAP, max_span: int = MAX_SPAN, host_memory: bool = True):
+                 merge_gap: int = MERGE_GAP, max_span: int = MAX_SPAN, host_memory: bool = True,
+                 pause: bool = True):
+        """pause: hold the guest paused from open to close; False leaves
+        that to `paused()` around each snapshot (watch)."""
         super().__init__(f"qmp {address}", phys_offset=phys_offset)
         self.address = address
         self.merge_gap = merge_gap
@@ -310,17 +315,18 @@ class QmpSource(Source):
             # One round trip: pause, the memory map (which ranges
             # are RAM) and, guessing RAM starts at 0 as on x86, where it
             # lives in QEMU; other machines ask gpa2hva again.
-            calls = PAUSE_CALLS + [_hmp_call("info mtree -f")]
+            head = PAUSE_CALLS if pause else []
+            calls = head + [_hmp_call("info mtree -f")]
             if host_memory:
                 calls.append(_hmp_call("gpa2hva 0"))
             replies = self.client.pipeline(calls)
-            self.pauser = QmpPauser(client=self.client, replies=replies[:2])
-            self._dir = tempfile.mkdtemp(prefix="allocview-qmp-")
+            self.pauser = QmpPauser(client=self.client, replies=replies[:2]) if pause else None
             self._seq = 0
-            mtree = replies[2] if isinstance(replies[2], str) else ""
+            n = len(head)
+            mtree = replies[n] if isinstance(replies[n], str) else ""
             self.ram = [Extent(r.gpa, r.end - r.gpa, r.offset) for r in parse_mtree(mtree)] or None
             if host_memory:
-                self._open_host(mtree, replies[3:])
+                self._open_host(mtree, replies[n + 1:])
         except BaseException:
             self._release()
             raise
@@ -333,6 +339,19 @@ class QmpSource(Source):
             self.stats["host_reads"] = 0
         except HostMemoryUnavailable as e:
             self.host_reason = str(e)
+
+    @contextmanager
+    def paused(self):
+        """The guest paused for the duration (one round trip; a second to
+        resume it when it ran), unless the source holds it paused already."""
+        if self.pauser is not None:
+            yield
+            return
+        pauser = QmpPauser(client=self.client)
+        try:
+            yield
+        finally:
+            pauser.close()
 
     @property
     def via(self) -> str:
@@ -382,6 +401,8 @@ class QmpSource(Source):
             paths = []
             for _ in batch:
                 self._seq += 1
+                if self._dir is None:          # made on first use: the host path needs none
+                    self._dir = tempfile.mkdtemp(prefix="allocview-qmp-")
                 paths.append(os.path.join(self._dir, f"pmem-{self._seq}"))
             calls = [("pmemsave", {"val": a, "size": n, "filename": p})
                      for (a, n), p in zip(batch, paths) if n]

@@ -63,6 +63,7 @@ def test_json_report_is_identical_from_every_source(guest_with_sources, variant,
     docs["raw"] = av("--dump", raw, "--base", "0", "--elf", elf, "report", "--json")
     docs["memfile"] = av("--memfile", g.mem_path, "--elf", elf, "report", "--json")
     docs["qmp"] = av("--qmp", sock, "--elf", elf, "report", "--json")
+    docs["qmp-pmemsave"] = av("--qmp", sock, "--pmemsave", "--elf", elf, "report", "--json")
     gdb.disconnect()                       # the stub takes one client; the guest stays paused
     docs["gdb"] = av("--gdb", f"127.0.0.1:{g.gdb_port}", "--elf", elf, "report", "--json")
     for name, r in docs.items():
@@ -82,6 +83,28 @@ def test_running_guest_stays_running_and_paused_stays_paused(make_guest, tmp_pat
     g.qmp.cmd("stop")
     av("--qmp", sock, "--elf", g.elf, "areas", check_code=0)
     assert g.query_status() == "paused"
+
+
+def test_watch_keeps_one_connection_and_pauses_only_to_read(make_guest, tmp_path):
+    """A running guest under `watch --qmp`: refreshes keep coming, the
+    guest runs between them (seen through the harness's own QMP socket)
+    and still runs after."""
+    sock = tmp_path / "av.sock"
+    g = make_guest("x86_64-2021", paused=False,
+                   qemu_args=["-qmp", f"unix:{sock},server=on,wait=off"])
+    g.wait_checkpoint(5)
+    proc = subprocess.Popen(ALLOCVIEW + ["--qmp", str(sock), "--elf", str(g.elf), "watch",
+                                         "--count", "3", "--interval", "0.5"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    seen = []
+    while proc.poll() is None:
+        seen.append(g.query_status())
+        time.sleep(0.05)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert out.count("allocview watch:") == 3 and "guest paused only while reading" in out
+    assert seen.count("running") > len(seen) // 2, seen
+    assert g.query_status() == "running"
 
 
 def test_check_exit_codes_follow_findings(make_guest, tmp_path):

@@ -108,10 +108,13 @@ def test_sourcing_twice_registers_once_and_errors_are_one_line(make_guest):
 FORMAT_OF = {v: v.split("-")[1] for v in VARIANTS}
 
 
-@pytest.mark.parametrize("variant", ["x86_64-2021", "i386-2020"])
-def test_planted_breaches_are_found_at_their_address(make_guest, variant):
+@pytest.mark.parametrize("variant,source", [("x86_64-2021", "auto"), ("i386-2020", "stub")])
+def test_planted_breaches_are_found_at_their_address(make_guest, variant, source):
+    """Writes through the stub (set var); reads from QEMU's memory (auto)
+    or through the stub too."""
     g = make_guest(variant)
     gdb = sourced(g.stop_at_checkpoint(3))
+    assert f"source {source}:" in gdb.cli(f"alloc source {source}")
     base = replay(g, 3).allocator
     for code in sorted(INJECTORS):
         al = replay(g, 3).allocator
@@ -171,3 +174,41 @@ def test_without_debug_info_the_builtin_layout_serves(make_guest, tmp_path):
         assert json.loads(got.read_text()) == json.loads(want.read_text())
     finally:
         gdb.close()
+
+
+@pytest.mark.parametrize("variant", ["x86_64-2021", "i386-2020"])
+def test_qemus_memory_serves_the_same_report_as_the_stub(guest_at, variant, tmp_path):
+    """QEMU runs here as us: `alloc source` finds its process behind the
+    stub's port, and the report is the stub's and the model's, byte for byte."""
+    g = guest_at(variant, 2)
+    gdb = sourced(g.gdb)
+    pid = g.proc.pid
+    said = gdb.cli("alloc source")
+    assert f"guest RAM from QEMU process {pid} (/proc/{pid}/mem" in said, said
+    gdb.cli(f"alloc report --json {tmp_path}/auto.json")
+    reads = json.loads(gdb.python(
+        "import json; from gdbext import target; m = target.memory(); "
+        "from model.snapshot import decode; p = target.program(); "
+        "decode(m, p.layout, p.areas_addr, p.mask_addr); "
+        "print(json.dumps([m.reads, m.host_reads]))").strip().splitlines()[-1])
+    assert reads[0] == 1 and reads[1] > 3          # the stub only checks the first read
+    assert "the gdb stub (off" in gdb.cli("alloc source stub")
+    gdb.cli(f"alloc report --json {tmp_path}/stub.json")
+    gdb.cli("alloc source auto")
+    auto, stub = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("auto", "stub"))
+    assert auto == stub == model_report(g, 2)[0]
+
+
+def test_qemus_memory_that_disagrees_with_the_stub_is_not_used(guest_at, tmp_path):
+    """Point the host mapping one page off: the first read of a snapshot
+    (the areas[] globals) differs, the stub serves, and `alloc source`
+    says why."""
+    g = guest_at("x86_64-2021", 2)
+    gdb = sourced(g.gdb)
+    gdb.cli("alloc source")
+    gdb.python("from gdbext import target; h = target.host_memory(); "
+               "h.ranges = [(a, e, v + 4096) for a, e, v in h.ranges]")
+    gdb.cli(f"alloc report --json {tmp_path}/r.json")
+    assert json.loads((tmp_path / "r.json").read_text()) == model_report(g, 2)[0]
+    said = gdb.cli("alloc source")
+    assert "the gdb stub (" in said and "reads differently" in said, said
