@@ -50,7 +50,8 @@ def _source_options(p: argparse.ArgumentParser, suppress: bool) -> None:
     g.add_argument("--memfile", metavar="PATH", default=d(None),
                    help="guest RAM shared through memory-backend-file,share=on")
     g.add_argument("--machine", choices=["pc", "q35"], default=d("pc"),
-                   help="where --memfile RAM sits below/above 4 GiB (default pc)")
+                   help="where --memfile RAM sits below/above 4 GiB (default pc); with --qmp "
+                        "QEMU's own memory map places it, on any machine")
     g.add_argument("--qmp", metavar="SOCKET", default=d(None),
                    help="QEMU's QMP socket: pauses the guest only while reading, reads from "
                         "the QEMU process (/proc/PID/mem) when it runs here as you, else via "

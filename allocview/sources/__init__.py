@@ -95,8 +95,9 @@ def open_source(*, dump: str | None = None, raw_base: int | None = None,
 
     dump: a dump-guest-memory ELF, or a raw pmemsave file with `raw_base`
     (guest physical address of its first byte). memfile: a shared RAM file
-    (`machine` pc|q35 and `machine_ram_below_4g` place it); a `qmp` socket
-    beside it only pauses the guest while the source is open. qmp alone:
+    (QEMU's flat view places it when a `qmp` socket is beside it, else
+    `machine` pc|q35 and `machine_ram_below_4g`); the `qmp` socket also
+    pauses the guest while the source is open. qmp alone:
     reads QEMU's memory from /proc when it can (`host_memory`), else
     through pmemsave. gdb: "HOST:PORT" of a gdb stub, with `elf`
     (symbols) and `arch`; a `qmp` socket beside it tells whether the guest
@@ -114,13 +115,15 @@ def open_source(*, dump: str | None = None, raw_base: int | None = None,
         return open_dump(dump, raw_base=raw_base, phys_offset=phys_offset)
     if memfile:
         from .memfile import MemfileSource
-        pauser = None
-        if qmp:
-            from .qmp import QmpPauser
-            pauser = QmpPauser(qmp)
+        pauser = extents = None
         try:
+            if qmp:
+                from .qmp import QmpPauser, memfile_extents
+                pauser = QmpPauser(qmp)
+                if machine_ram_below_4g is None:
+                    extents = memfile_extents(pauser.client, memfile)
             return MemfileSource(memfile, machine=machine, below_4g=machine_ram_below_4g,
-                                 phys_offset=phys_offset, pauser=pauser)
+                                 phys_offset=phys_offset, pauser=pauser, extents=extents)
         except BaseException:
             if pauser is not None:
                 pauser.close()

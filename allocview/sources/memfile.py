@@ -5,7 +5,8 @@
 
 The file is the guest's RAM block, offset 0 first. On x86 `pc` and `q35`
 machines QEMU maps its first `below_4g` bytes at physical 0 and the rest at
-4 GiB (above the PCI hole). Reads see the running guest live: a walk over a
+4 GiB (above the PCI hole); with a QMP socket beside it, QEMU's own flat
+view places it on any machine (`qmp.memfile_extents`). Reads see the running guest live: a walk over a
 guest that allocates meanwhile can see torn lists. Pause it (a `QmpPauser`,
 which `open_source(memfile=..., qmp=...)` adds) for a consistent snapshot.
 """
@@ -65,7 +66,10 @@ class MemfileSource(Source):
     """
 
     def __init__(self, path: str, *, machine: str = "pc", below_4g: int | None = None,
-                 ram_size: int | None = None, phys_offset: int = 0, pauser=None):
+                 ram_size: int | None = None, phys_offset: int = 0, pauser=None,
+                 extents: list[Extent] | None = None):
+        """extents: where QEMU itself maps the file (from its flat view,
+        any machine); without them, the pc/q35 rule places it."""
         super().__init__(f"memfile {path}", phys_offset=phys_offset)
         self.path = path
         f = open_file(path, "--memfile")
@@ -75,9 +79,14 @@ class MemfileSource(Source):
                 raise SourceError(f"--memfile {path}: empty file (is QEMU running with "
                                   "memory-backend-file,share=on?)")
             self.ram_size = ram_size if ram_size is not None else size
-            self.below_4g = below_4g if below_4g is not None else \
-                x86_below_4g(self.ram_size, machine)
-            self._file = MappedFile(f, ram_extents(self.ram_size, self.below_4g),
+            self.placed_by = "QEMU's flat view" if extents else f"the {machine} rule"
+            if extents:
+                self.below_4g = None
+            else:
+                self.below_4g = below_4g if below_4g is not None else \
+                    x86_below_4g(self.ram_size, machine)
+                extents = ram_extents(self.ram_size, self.below_4g)
+            self._file = MappedFile(f, extents,
                                     label=f"--memfile {path}", gap_reason="not guest RAM",
                                     short_reason="beyond the end of the RAM file")
         except BaseException:

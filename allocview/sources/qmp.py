@@ -512,3 +512,22 @@ def _collect(addr: int, size: int, path: str, result) -> bytes | MemoryReadError
     return data
 
 
+
+
+def memfile_extents(client: QmpClient, path: str) -> list[Extent] | None:
+    """Where QEMU maps the RAM file `path`, on any machine: the memory
+    backend whose mem-path it is (query-memdev, qom-get), then that
+    backend's ranges in the flat view (`info mtree -f` names a backend's
+    region after its id). None when QEMU does not say."""
+    memdevs, mtree = client.pipeline([("query-memdev", {}), _hmp_call("info mtree -f")])
+    if isinstance(memdevs, Exception) or not isinstance(mtree, str):
+        return None
+    ids = [m["id"] for m in memdevs if m.get("id")]
+    paths = client.pipeline([("qom-get", {"path": f"/objects/{i}", "property": "mem-path"})
+                             for i in ids]) if ids else []
+    want = os.path.realpath(path)
+    mine = [i for i, p in zip(ids, paths) if isinstance(p, str) and os.path.realpath(p) == want]
+    if len(mine) != 1:
+        return None
+    return [Extent(r.gpa, r.end - r.gpa, r.offset) for r in parse_mtree(mtree)
+            if r.region == mine[0]] or None

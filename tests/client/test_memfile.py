@@ -107,6 +107,31 @@ def test_real_qemu_places_ram_file_bytes_where_we_read_them(tmp_path, qemu, mach
             src.read(below + 0x1000, 16)
 
 
+@pytest.mark.parametrize("machine,memory", [("q35", "4G"), ("none", "64M")])
+def test_qmp_beside_a_memfile_lets_qemu_place_it(tmp_path, qemu, machine, memory):
+    """With --qmp, QEMU's flat view places the file (any machine): on q35
+    it agrees with our pc/q35 rule, on `none` (RAM at 0, no rule) it reads
+    where QEMU loaded the bytes. A --machine that lies does not matter."""
+    ram_path = tmp_path / "guest-ram"
+    blob = os.urandom(4096)
+    at = 4 * GiB + 0x5000 if memory == "4G" else 0x300000
+    q = qemu(machine=machine, memory=memory, blobs=[(at, blob)],
+             extra=("-object", f"memory-backend-file,id=mem0,size={memory},mem-path={ram_path},"
+                    "share=on", "-machine", "memory-backend=mem0"))
+    with open_source(memfile=str(ram_path), qmp=str(q.qmp_path), machine="pc") as src:
+        assert src.placed_by == "QEMU's flat view"
+        assert src.read(at, 4096) == blob
+        if machine == "q35":
+            rule = MemfileSource(str(ram_path), machine="q35")
+            try:
+                for addr in (0x100000, 2 * GiB - 4096, 4 * GiB, 6 * GiB - 4096):
+                    assert src.read(addr, 4096) == rule.read(addr, 4096)
+            finally:
+                rule.close()
+        with pytest.raises(MemoryReadError, match="not guest RAM"):
+            src.read(8 * GiB if memory == "4G" else 64 * MiB, 8)
+
+
 @pytest.mark.parametrize("paused", [False, True])
 def test_qmp_beside_a_memfile_pauses_only_while_open(tmp_path, qemu, paused):
     ram_path = tmp_path / "guest-ram"

@@ -212,3 +212,34 @@ def test_qemus_memory_that_disagrees_with_the_stub_is_not_used(guest_at, tmp_pat
     assert json.loads((tmp_path / "r.json").read_text()) == model_report(g, 2)[0]
     said = gdb.cli("alloc source")
     assert "the gdb stub (" in said and "reads differently" in said, said
+
+
+def test_ctrl_c_during_a_long_read_stops_the_command_not_gdb(make_guest):
+    """16 GiB through the stub: 4 MB of metadata, ~0.3 s of round trips.
+    SIGINT (what Ctrl-C sends) midway: one line, gdb and the guest as they were."""
+    import os
+    import signal
+    import threading
+
+    from harness.gdb import GdbError
+
+    g = make_guest("x86_64-2021", memory="16G")
+    gdb = sourced(g.stop_at_checkpoint(1))
+    gdb.cli("alloc source stub")
+    pc = gdb.print_int("$pc")
+    outcomes = []
+    for delay in (0.1, 0.05, 0.02):
+        gdb.python("from gdbext import commands; commands.invalidate()")
+        timer = threading.Timer(delay, lambda: os.kill(gdb.proc.pid, signal.SIGINT))
+        timer.start()
+        try:
+            gdb.cli("alloc check")
+            outcomes.append("finished")
+        except GdbError as e:
+            outcomes.append(str(e))
+        timer.join()
+        if "interrupted" in outcomes[-1]:
+            break
+    assert outcomes[-1].endswith("allocview: interrupted"), outcomes
+    assert "no findings" in gdb.cli("alloc check")         # the next command runs whole
+    assert gdb.print_int("$pc") == pc and g.query_status() != "running"
