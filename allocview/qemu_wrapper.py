@@ -101,7 +101,8 @@ def run(argv: list[str], settings: Settings) -> int:
         out.qemu_status = 127
         out.no_check(f"cannot tell which qemu-system-* boots {inv.kernel} (set ALLOCVIEW_QEMU)")
     else:
-        sup = Supervisor(qemu, argv, out, gdb=settings.gdb, timeout=settings.timeout)
+        sup = Supervisor(qemu, argv, out, gdb=settings.gdb, timeout=settings.timeout,
+                         source=settings.source)
         for sig in FORWARDED:
             # a signal ignored from the start stays ignored, for QEMU too, as
             # without the wrapper; the handlers stay until the wrapper exits

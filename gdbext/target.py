@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import gdb  # type: ignore[import-not-found]
 
-from allocview.sources.hostmem import HostMemory, HostMemoryUnavailable, tcp_port_owner
+from allocview.sources.hostmem import HostFirst, HostMemory, HostMemoryUnavailable, tcp_port_owner
 from model.errors import LayoutError, MemoryReadError
 from model.layout import Layout, layout_for
 
@@ -23,23 +23,14 @@ GDB_ARCHES = {"i386:x86-64": "x86_64", "i386:x64-32": "x86_64", "i386": "i386",
 
 
 class GdbMemory:
-    """model's Memory over `Inferior.read_memory` (one stub round trip per
-    call, so callers read big ranges in one go), or, when `host` is given,
-    over the QEMU process's memory for whatever guest RAM it covers.
+    """model's Memory over `Inferior.read_memory`: one stub round trip per
+    call, so callers read big ranges (metadata) in one go."""
 
-    The host path reads guest addresses as physical ones (kvm-unit-tests
-    identity-maps RAM), so the first read goes both ways and must agree
-    before the host serves anything; `host_refused` then says why not."""
-
-    def __init__(self, inferior=None, host: HostMemory | None = None):
+    def __init__(self, inferior=None):
         self.inferior = inferior or gdb.selected_inferior()
         self.reads = 0
-        self.host = host
-        self.host_reads = 0
-        self.host_refused: str | None = None
-        self._verified = False
 
-    def _stub(self, addr: int, size: int) -> bytes:
+    def read(self, addr: int, size: int) -> bytes:
         self.reads += 1
         try:
             return self.inferior.read_memory(addr, size).tobytes()
@@ -47,47 +38,6 @@ class GdbMemory:
             raise MemoryReadError(addr, size, str(e)) from None
         except (OverflowError, ValueError) as e:
             raise MemoryReadError(addr, size, str(e)) from None
-
-    def _host_ok(self, addr: int, size: int) -> bool:
-        if self.host is None or not self.host.covers(addr, size):
-            return False
-        if self._verified:
-            return True
-        try:
-            same = self.host.read(addr, size) == self._stub(addr, size)
-        except MemoryReadError:
-            same = False
-        if not same:
-            self.host_refused = (f"{addr:#x}+{size} reads differently from /proc/"
-                                 f"{self.host.pid}/mem and from the stub")
-            refuse_host(self.host_refused)
-            self.host = None
-            return False
-        self._verified = True
-        return True
-
-    def read(self, addr: int, size: int) -> bytes:
-        if self._host_ok(addr, size):
-            try:
-                data = self.host.read(addr, size)
-                self.host_reads += 1
-                return data
-            except MemoryReadError:
-                pass
-        return self._stub(addr, size)
-
-    def read_many(self, ranges: list[tuple[int, int]]) -> list[bytes | None]:
-        out: list[bytes | None] = [None] * len(ranges)
-        if ranges and self._host_ok(*ranges[0]):
-            out = self.host.read_many(ranges)
-            self.host_reads += sum(d is not None for d in out)
-        for i, (addr, size) in enumerate(ranges):
-            if out[i] is None:
-                try:
-                    out[i] = self._stub(addr, size)
-                except MemoryReadError:
-                    pass
-        return out
 
 
 # ----------------------------------------------- the QEMU process behind the stub
@@ -158,9 +108,12 @@ def host_memory() -> HostMemory | None:
     return HOST.memory
 
 
-def memory(inferior=None) -> GdbMemory:
-    """A Memory for this stop: the QEMU process's when it can be, else the stub."""
-    return GdbMemory(inferior, host_memory())
+def memory(inferior=None):
+    """A Memory for this stop: guest RAM from the QEMU process when it can
+    be (checked against the stub on the first read), else the stub."""
+    stub = GdbMemory(inferior)
+    host = host_memory()
+    return stub if host is None else HostFirst(host, stub, refuse_host)
 
 
 @dataclass(frozen=True)

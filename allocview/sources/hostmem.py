@@ -25,7 +25,8 @@ from typing import Callable, Iterable
 
 from model.errors import MemoryReadError
 
-__all__ = ["RamRange", "HostMemory", "HostMemoryUnavailable", "parse_mtree", "parse_gpa2hva",
+__all__ = ["RamRange", "HostFirst", "HostMemory", "HostMemoryUnavailable", "parse_mtree",
+           "parse_gpa2hva",
            "tcp_port_owner", "unix_peer_pid"]
 
 # one HMP command line in, its output out; many commands per call so QMP
@@ -187,6 +188,69 @@ def _merged(ranges: Iterable[tuple[int, int, int]]) -> list[tuple[int, int, int]
         else:
             out.append((gpa, end, hva))
     return out
+
+
+class HostFirst:
+    """A Memory that serves guest RAM from the QEMU process and anything
+    else from `fallback` (a gdb stub, gdb/MI). Guest addresses are read as
+    physical ones (kvm-unit-tests identity-maps RAM), so the first read
+    goes both ways and must agree before the host serves anything; when it
+    does not, `refused` says why, `on_refused(reason)` is told, and the
+    fallback serves from then on. stats: "reads" and "host_reads"."""
+
+    def __init__(self, host: HostMemory, fallback, on_refused: Callable[[str], None] | None = None):
+        self.host: HostMemory | None = host
+        self.fallback = fallback
+        self.on_refused = on_refused
+        self.refused: str | None = None
+        self.stats = {"reads": 0, "host_reads": 0}
+        self._verified = False
+
+    def _slow(self, addr: int, size: int) -> bytes:
+        self.stats["reads"] += 1
+        return self.fallback.read(addr, size)
+
+    def _host_ok(self, addr: int, size: int) -> bool:
+        if self.host is None or not self.host.covers(addr, size):
+            return False
+        if self._verified:
+            return True
+        try:
+            same = self.host.read(addr, size) == self._slow(addr, size)
+        except MemoryReadError:
+            same = False
+        if same:
+            self._verified = True
+            return True
+        self.refused = (f"{addr:#x}+{size} reads differently from /proc/{self.host.pid}/mem "
+                        "and from the stub")
+        self.host = None
+        if self.on_refused is not None:
+            self.on_refused(self.refused)
+        return False
+
+    def read(self, addr: int, size: int) -> bytes:
+        if self._host_ok(addr, size):
+            try:
+                data = self.host.read(addr, size)
+                self.stats["host_reads"] += 1
+                return data
+            except MemoryReadError:
+                pass
+        return self._slow(addr, size)
+
+    def read_many(self, ranges: list[tuple[int, int]]) -> list[bytes | None]:
+        out: list[bytes | None] = [None] * len(ranges)
+        if ranges and self._host_ok(*ranges[0]):
+            out = self.host.read_many(ranges)
+            self.stats["host_reads"] += sum(d is not None for d in out)
+        rest = [i for i, d in enumerate(out) if d is None]
+        if rest:
+            from model.memory import read_many
+            self.stats["reads"] += len(rest)
+            for i, d in zip(rest, read_many(self.fallback, [ranges[i] for i in rest])):
+                out[i] = d
+        return out
 
 
 # ------------------------------------------------------------ whose socket

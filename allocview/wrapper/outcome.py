@@ -25,6 +25,7 @@ class Outcome:
     wall_time: float | None = None
     check_time: float | None = None
     notes: list[str] = field(default_factory=list)
+    read_via: str | None = None          # where the check's bytes came from
 
     @property
     def checked(self) -> bool:

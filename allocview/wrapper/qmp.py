@@ -1,4 +1,5 @@
-"""Just enough QMP to let a paused guest run on: `query-status`, `cont`.
+"""Just enough QMP to let a paused guest run on (`query-status`, `cont`)
+and to ask HMP where guest RAM lives (`human-monitor-command`).
 
 The wrapper needs QMP only when gdb fails while it holds the guest
 stopped, so this is a blocking socket with a timeout on every read, on the
@@ -43,7 +44,7 @@ class Qmp:
             if "event" not in msg:
                 return msg
 
-    def command(self, name: str, timeout: float = 5.0):
+    def command(self, name: str, timeout: float = 5.0, arguments: dict | None = None):
         """A QMP command's return value."""
         deadline = time.monotonic() + timeout
         try:
@@ -52,7 +53,8 @@ class Qmp:
                     raise QmpError("no QMP greeting")
                 self._ready = True
                 self.command("qmp_capabilities", timeout)
-            self._file.write(json.dumps({"execute": name}).encode() + b"\n")
+            msg = {"execute": name, **({"arguments": arguments} if arguments else {})}
+            self._file.write(json.dumps(msg).encode() + b"\n")
             self._file.flush()
             msg = self._reply(deadline)
         except (OSError, ValueError) as e:
@@ -60,6 +62,11 @@ class Qmp:
         if "error" in msg:
             raise QmpError(f"{name}: {msg['error'].get('desc', msg['error'])}")
         return msg.get("return")
+
+    def hmp(self, lines: list[str], timeout: float = 5.0) -> list[str]:
+        """HMP command lines' output (hostmem's monitor)."""
+        return [self.command("human-monitor-command", timeout, {"command-line": line})
+                for line in lines]
 
     def status(self, timeout: float = 5.0) -> str:
         return self.command("query-status", timeout)["status"]

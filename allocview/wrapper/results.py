@@ -41,7 +41,8 @@ def test_object(out: Outcome, status: int | None) -> dict:
            "ended": out.ended, "checked": out.checked,
            "reason": None if out.checked else out.ended.removeprefix("no check: "),
            "wall_time": None if out.wall_time is None else round(out.wall_time, 3),
-           "check_time": None if out.check_time is None else round(out.check_time, 3)}
+           "check_time": None if out.check_time is None else round(out.check_time, 3),
+           "read_via": out.read_via}
     if out.qemu_status is not None and out.qemu_status < 0:
         doc["qemu_signal"] = _signame(-out.qemu_status)
     if out.signals:

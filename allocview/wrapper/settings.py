@@ -15,6 +15,9 @@ command line belongs to QEMU, byte for byte.
                           directory; "0": never (default: only without one,
                           and when ALLOCVIEW_FAIL_ON fails the test)
     ALLOCVIEW_TIMEOUT     seconds for attaching and for the check (default 30)
+    ALLOCVIEW_SOURCE      "auto" (default): read guest RAM from the QEMU child
+                          itself (/proc/PID/mem), the stub checking the first
+                          read; "stub": every read through the gdb stub
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ class Settings:
     test_name: str | None = None
     stderr: bool | None = None      # None: the default rule above
     timeout: float = 30.0
+    source: str = "auto"
 
     def summary_to_stderr(self, failing: bool) -> bool:
         if self.stderr is not None:
@@ -67,7 +71,10 @@ def from_env(env: dict[str, str] | None = None) -> Settings:
     except ValueError:
         raise SettingsError(f"ALLOCVIEW_TIMEOUT={env['ALLOCVIEW_TIMEOUT']}: not a number") \
             from None
-    return Settings(report_dir=env.get("ALLOCVIEW_REPORT_DIR") or None, fail_on=fail_on,
+    source = (env.get("ALLOCVIEW_SOURCE") or "auto").strip().lower()
+    if source not in ("auto", "stub"):
+        raise SettingsError(f"ALLOCVIEW_SOURCE={source}: expected auto or stub")
+    return Settings(source=source, report_dir=env.get("ALLOCVIEW_REPORT_DIR") or None, fail_on=fail_on,
                     elf=env.get("ALLOCVIEW_ELF") or None, qemu=env.get("ALLOCVIEW_QEMU") or None,
                     gdb=env.get("ALLOCVIEW_GDB") or "gdb",
                     test_name=env.get("ALLOCVIEW_TEST_NAME") or None,

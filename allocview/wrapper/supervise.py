@@ -63,8 +63,9 @@ class Supervisor:
     for the wrapper's signal handler: it forwards to QEMU at once."""
 
     def __init__(self, qemu: str, argv: list[str], outcome: Outcome, *, gdb: str,
-                 timeout: float):
+                 timeout: float, source: str = "auto"):
         self.qemu = qemu
+        self.source = source
         self.argv = list(argv)
         self.out = outcome
         self.gdb = gdb
@@ -324,7 +325,8 @@ class Supervisor:
         from model.snapshot import decode
 
         mem = SessionMemory(self.mi, f"127.0.0.1:{self.listeners.gdb_port}", self.timeout)
-        snap = decode(mem, prog.layout, prog.symbols["areas"], prog.symbols["areas_mask"])
+        snap = decode(self._host_first(mem), prog.layout, prog.symbols["areas"],
+                      prog.symbols["areas_mask"])
         if self.bus.hurry:
             raise MiError("QEMU went away while allocview read it")
         if snap.areas_mask == 0:
@@ -332,6 +334,26 @@ class Supervisor:
                               "(areas_mask is 0)")
             return
         self.out.report = report(snap, check(snap))
+
+    def _host_first(self, stub):
+        """Guest RAM straight from our QEMU child (its pid is ours to know,
+        HMP over our QMP pair says where RAM lives), the stub checking the
+        first read and serving the rest; the stub alone when that fails."""
+        from ..sources.hostmem import HostFirst, HostMemory, HostMemoryUnavailable
+        self.out.read_via = "gdb stub"
+        if self.source == "stub" or self.proc is None:
+            return stub
+        try:
+            host = HostMemory.open(self.proc.pid, lambda lines: self._qmp().hmp(lines, 5.0))
+        except (HostMemoryUnavailable, qmp.QmpError) as e:
+            self.out.notes.append(f"read through the gdb stub: {e}")
+            return stub
+        self.out.read_via = f"QEMU process memory (/proc/{host.pid}/mem)"
+
+        def refused(why: str) -> None:
+            self.out.read_via = "gdb stub"
+            self.out.notes.append(f"read through the gdb stub: {why}")
+        return HostFirst(host, stub, refused)
 
     # ------------------------------------------------------------ endings
     def _release(self, detach: bool) -> None:

@@ -190,8 +190,9 @@ def test_qemus_memory_serves_the_same_report_as_the_stub(guest_at, variant, tmp_
         "import json; from gdbext import target; m = target.memory(); "
         "from model.snapshot import decode; p = target.program(); "
         "decode(m, p.layout, p.areas_addr, p.mask_addr); "
-        "print(json.dumps([m.reads, m.host_reads]))").strip().splitlines()[-1])
-    assert reads[0] == 1 and reads[1] > 3          # the stub only checks the first read
+        "print(json.dumps([m.stats['reads'], m.stats['host_reads'], m.fallback.reads]))"
+    ).strip().splitlines()[-1])
+    assert reads[0] == reads[2] == 1 and reads[1] > 3     # the stub only checks the first read
     assert "the gdb stub (off" in gdb.cli("alloc source stub")
     gdb.cli(f"alloc report --json {tmp_path}/stub.json")
     gdb.cli("alloc source auto")

@@ -64,6 +64,11 @@ def test_the_report_is_the_one_allocview_report_json_gives(work, make_guest):
     work.run(work.wrapper, guest_args(v, HEALTHY, work.marker),
              env=work.env(ALLOCVIEW_TEST_NAME="t"))
     doc = work.report("t")
+    assert doc["test"]["read_via"].startswith("QEMU process memory (/proc/"), doc["test"]
+    work.run(work.wrapper, guest_args(v, HEALTHY, work.marker),
+             env=work.env(ALLOCVIEW_TEST_NAME="s", ALLOCVIEW_SOURCE="stub"))
+    stub = work.report("s")
+    assert stub["test"]["read_via"] == "gdb stub"
     g = make_guest(v, seed=1)
     g.resume()
     g.wait_console(r"^checkpoint 5 ", timeout=60)
@@ -73,6 +78,7 @@ def test_the_report_is_the_one_allocview_report_json_gives(work, make_guest):
     assert cli.returncode == 0, cli.stderr
     want = json.loads(cli.stdout)
     assert {k: v for k, v in doc.items() if k != "test"} == want
+    assert {k: v for k, v in stub.items() if k != "test"} == want
 
 
 def test_error_findings_leave_the_status_alone_unless_asked(work):

@@ -81,7 +81,7 @@ def test_settings_come_from_the_environment_and_are_checked():
     assert from_env({"ALLOCVIEW_REPORT_DIR": "/r", "ALLOCVIEW_STDERR": "1"}) \
         .summary_to_stderr(failing=False)
     for bad in ({"ALLOCVIEW_FAIL_ON": "sometimes"}, {"ALLOCVIEW_STDERR": "yes"},
-                {"ALLOCVIEW_TIMEOUT": "soon"}):
+                {"ALLOCVIEW_TIMEOUT": "soon"}, {"ALLOCVIEW_SOURCE": "proc"}):
         with pytest.raises(SettingsError):
             from_env(bad)
 
