@@ -96,6 +96,10 @@ def host_memory() -> HostMemory | None:
     if getattr(conn, "type", None) not in ("remote", "extended-remote") or not port.isdigit():
         HOST.why_not = f"the target is not a gdb stub on a TCP port ({details or 'none'})"
         return None
+    host = details.rpartition(":")[0].strip("[]")
+    if not _is_this_host(host):
+        HOST.why_not = f"the stub is on another host ({details})"
+        return None
     pid = tcp_port_owner(int(port))
     if pid is None:
         HOST.why_not = f"no QEMU process on this host owns port {port}"
@@ -106,6 +110,12 @@ def host_memory() -> HostMemory | None:
     except HostMemoryUnavailable as e:
         HOST.why_not = str(e)
     return HOST.memory
+
+
+def _is_this_host(host: str) -> bool:
+    """Loopback or this machine's name (no DNS lookup: it could hang gdb)."""
+    import socket
+    return host in ("", "localhost", "::1", socket.gethostname()) or host.startswith("127.")
 
 
 def memory(inferior=None):

@@ -73,6 +73,7 @@ class QmpClient:
                                         name=f"allocview-qmp {address}")
         self._thread.start()
         self._qmp = None
+        self._negotiated = False
         self.peer_pid: int | None = None
         try:
             self._connect(timeout)
@@ -105,6 +106,9 @@ class QmpClient:
 
         async def connect():
             self._qmp = QMPClient("allocview")     # made on the loop it will run on
+            # the greeting is checked here; qmp_capabilities rides along with
+            # the first pipeline instead of costing a round trip of its own
+            self._qmp.negotiate = False
             await self._qmp.connect(addr)
 
         try:
@@ -132,8 +136,11 @@ class QmpClient:
         from qemu.qmp import ExecuteError
         from qemu.qmp.error import QMPError
 
+        first = [] if self._negotiated else [("qmp_capabilities", {})]
+
         async def run_all():
-            return await asyncio.gather(*(self._qmp.execute(n, a or None) for n, a in calls),
+            return await asyncio.gather(*(self._qmp.execute(n, a or None)
+                                          for n, a in first + calls),
                                         return_exceptions=True)
 
         self.counter["round_trips"] = self.counter.get("round_trips", 0) + 1
@@ -143,6 +150,11 @@ class QmpClient:
             results = self._run(run_all(), timeout)
         except asyncio.TimeoutError:
             raise SourceError(f"{self.label}: {what} got no reply in {timeout:g} s") from None
+        if first:
+            if isinstance(results[0], BaseException):
+                raise SourceError(f"{self.label}: qmp_capabilities failed: {results[0]}")
+            self._negotiated = True
+            results = results[1:]
         for r in results:
             if isinstance(r, ExecuteError) or not isinstance(r, BaseException):
                 continue
