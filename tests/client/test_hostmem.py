@@ -11,8 +11,9 @@ import socket
 
 import pytest
 
-from allocview.sources.hostmem import (HostMemory, HostMemoryUnavailable, RamRange, parse_gpa2hva,
-                                       parse_mtree, tcp_port_owner, unix_peer_pid)
+from allocview.sources.hostmem import (HostFirst, HostMemory, HostMemoryUnavailable, RamRange,
+                                       parse_gpa2hva, parse_mtree, tcp_port_owner, unix_peer_pid)
+from model.memory import BytesMemory
 from allocview.sources.qmp import QmpSource
 from model.errors import MemoryReadError
 
@@ -173,3 +174,27 @@ def test_unix_peer_pid():
         a.close()
         b.close()
     assert unix_peer_pid(object()) is None
+
+
+def test_host_first_serves_ram_from_the_host_once_the_first_read_agrees():
+    fake = _FakeQemu()
+    host = HostMemory.open(os.getpid(), fake.monitor)
+    stub = BytesMemory(fake.data[:0xc0000] + bytes(0x40000) + fake.data[0x100000:4 << 20])
+    mem = HostFirst(host, stub)
+    assert mem.read(0x2000, 16) == fake.data[0x2000:0x2010]       # both ways
+    assert mem.stats == {"reads": 1, "host_reads": 1}
+    assert mem.read_many([(0x3000, 8), (0xc0010, 8)]) == [fake.data[0x3000:0x3008], bytes(8)]
+    assert mem.stats == {"reads": 2, "host_reads": 2}              # the hole from the stub
+    host.close()
+
+
+def test_host_first_refuses_a_host_that_disagrees_and_says_why():
+    fake = _FakeQemu()
+    host = HostMemory.open(os.getpid(), fake.monitor)
+    stub = BytesMemory(bytes(4 << 20))                 # another guest altogether
+    told = []
+    mem = HostFirst(host, stub, told.append)
+    assert mem.read(0x1000, 32) == bytes(32)
+    assert mem.host is None and told == [mem.refused] and "reads differently" in mem.refused
+    assert mem.read_many([(0x2000, 8)]) == [bytes(8)] and mem.stats["host_reads"] == 0
+    host.close()
