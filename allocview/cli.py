@@ -328,8 +328,9 @@ def run_watch(args) -> int:
         from .sources.qmp import QmpSource
         with QmpSource(args.qmp, phys_offset=args.phys_offset, host_memory=not args.pmemsave,
                        pause=False) as src:
-            return _watch(args, lambda: _paused_snapshot(args, src))
-    return _watch(args, lambda: snapshot_of(args))
+            how = "QEMU's memory" if src.host is not None else "pmemsave"
+            return _watch(args, lambda: _paused_snapshot(args, src), how)
+    return _watch(args, lambda: snapshot_of(args), "the RAM file" if args.memfile else "")
 
 
 def _paused_snapshot(args, src) -> Snapshot:
@@ -340,13 +341,14 @@ def _paused_snapshot(args, src) -> Snapshot:
                       phys_offset=args.phys_offset)
 
 
-def _watch(args, take) -> int:
+def _watch(args, take, how: str) -> int:
     n = 0
     while True:
         t = time.perf_counter()
         snap = take()
         took = time.perf_counter() - t
-        doc = render.Doc().line(f"allocview watch: {time.strftime('%H:%M:%S')}, read in "
+        via = f" from {how}" if how else ""
+        doc = render.Doc().line(f"allocview watch: {time.strftime('%H:%M:%S')}, read{via} in "
                                 f"{took * 1000:.0f} ms (guest paused only while reading)")
         doc.extend(render.areas_view(snap, stats(snap)))
         doc.extend(render.map_view(snap, None, _width(), 4))

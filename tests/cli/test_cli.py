@@ -103,6 +103,7 @@ def test_watch_keeps_one_connection_and_pauses_only_to_read(make_guest, tmp_path
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert out.count("allocview watch:") == 3 and "guest paused only while reading" in out
+    assert "read from QEMU's memory in" in out or "read from pmemsave in" in out
     assert seen.count("running") > len(seen) // 2, seen
     assert g.query_status() == "running"
 
