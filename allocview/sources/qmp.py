@@ -63,14 +63,15 @@ class QmpClient:
     "commands" and "round_trips" (waits for replies).
     """
 
-    def __init__(self, address: str, *, timeout: float = CONNECT_TIMEOUT,
-                 counter: dict[str, int] | None = None):
+    def __init__(self, address, *, timeout: float = CONNECT_TIMEOUT,
+                 counter: dict[str, int] | None = None, label: str | None = None):
+        """address: a socket path, "HOST:PORT", or a connected socket."""
         self.address = address
-        self.label = f"--qmp {address}"
+        self.label = label or f"--qmp {address}"
         self.counter = counter if counter is not None else {"round_trips": 0}
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=_serve, args=(self._loop,), daemon=True,
-                                        name=f"allocview-qmp {address}")
+                                        name=f"allocview-qmp {self.label}")
         self._thread.start()
         self._qmp = None
         self._negotiated = False
@@ -93,7 +94,12 @@ class QmpClient:
         from qemu.qmp import QMPClient
         from qemu.qmp.protocol import ConnectError
 
-        addr = _address(self.address)
+        if isinstance(self.address, str):
+            addr = _address(self.address)
+        else:                                  # a socket the caller connected
+            addr = self.address
+            self.peer_pid = unix_peer_pid(addr)
+            addr.setblocking(False)
         if isinstance(addr, str) and not os.path.exists(addr):
             raise SourceError(f"{self.label}: no such socket (start QEMU with "
                               f"-qmp unix:{addr},server=on,wait=off)")

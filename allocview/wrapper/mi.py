@@ -12,7 +12,6 @@ SIGTERM).
 from __future__ import annotations
 
 import queue
-import re
 import threading
 import time
 from subprocess import PIPE, STDOUT
@@ -86,7 +85,7 @@ class MiSession:
             if not line or line.startswith("(gdb)"):
                 continue
             try:
-                rec = _memory_result(line) or parse_response(line)
+                rec = parse_response(line)
             except Exception:  # noqa: BLE001 - gdb may print anything on its stderr
                 rec = {"type": "output", "message": None, "payload": line, "token": None}
             self.bus.put("gdb", rec)
@@ -160,21 +159,6 @@ class MiSession:
             except (OSError, AttributeError):
                 pass
         self.dead = True
-
-
-# A one-block -data-read-memory-bytes result, the check's bulk (one per
-# free block): parsed here at a tenth of pygdbmi's cost, into its records.
-_MEMORY_RE = re.compile(r'(\d+)\^done,memory=\[\{begin="(0x[0-9a-f]+)",offset="(0x[0-9a-f]+)",'
-                        r'end="(0x[0-9a-f]+)",contents="([0-9a-f]*)"\}\]$')
-
-
-def _memory_result(line: str) -> dict | None:
-    m = _MEMORY_RE.match(line)
-    if m is None:
-        return None
-    block = {"begin": m[2], "offset": m[3], "end": m[4], "contents": m[5]}
-    return {"type": "result", "message": "done", "payload": {"memory": [block]},
-            "token": int(m[1])}
 
 
 def _msg(rec: dict) -> str:

@@ -90,21 +90,17 @@ def analyse(argv: list[str]) -> Invocation:
 
 
 # ------------------------------------------------------------- ELF headers
-_EM = {3: "EM_386", 62: "EM_X86_64", 40: "EM_ARM", 183: "EM_AARCH64", 22: "EM_S390",
-       21: "EM_PPC64", 243: "EM_RISCV"}
-
-
 def _elf_header(path: str) -> tuple[int, str] | None:
-    """(class bits 32|64, machine) of an ELF file, None for anything else."""
+    """(class bits 32|64, e_machine name) of an ELF file, None for anything
+    else (pyelftools reads the header)."""
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.elffile import ELFFile
     try:
         with open(path, "rb") as f:
-            head = f.read(20)
-    except OSError:
+            elf = ELFFile(f)
+            return elf.elfclass, str(elf.header["e_machine"])
+    except (OSError, ELFError, ValueError, KeyError):
         return None
-    if len(head) < 20 or head[:4] != b"\x7fELF" or head[4] not in (1, 2):
-        return None
-    order = "little" if head[5] == 1 else "big"
-    return (32 if head[4] == 1 else 64), _EM.get(int.from_bytes(head[18:20], order), "?")
 
 
 def _system(bits: int, machine: str) -> str | None:

@@ -1,21 +1,26 @@
-"""Just enough QMP to let a paused guest run on (`query-status`, `cont`)
-and to ask HMP where guest RAM lives (`human-monitor-command`).
+"""QMP for the wrapper: let a guest that gdb left stopped run on
+(`query-status`, `cont`) and ask HMP where guest RAM lives
+(`human-monitor-command`).
 
-The wrapper needs QMP only when gdb fails while it holds the guest
-stopped, so this is a blocking socket with a timeout on every read, on the
-wrapper's end of a socket pair whose other end QEMU got as a descriptor:
-no socket file to leave behind, no one else who could connect. It does
-not use qemu.qmp: that client's asyncio tasks report a QEMU that goes away
-as tracebacks on stderr, and stderr here is the test's.
+qemu.qmp, through sources.qmp.QmpClient, over the wrapper's end of a socket
+pair whose other end QEMU got as a descriptor: no socket file to leave
+behind, no one else who could connect. Every call has a timeout, and every
+failure is a QmpError: stderr here is the test's, so nothing may print.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 import socket
-import time
+
+from ..errors import SourceError
+from ..sources.qmp import QmpClient
 
 __all__ = ["QmpError", "Qmp"]
+
+# A QEMU that dies under qemu.qmp can leave asyncio complaining on stderr
+# ("Task exception was never retrieved"); the runner reads stderr.
+logging.getLogger("asyncio").addHandler(logging.NullHandler())
 
 
 class QmpError(RuntimeError):
@@ -23,45 +28,23 @@ class QmpError(RuntimeError):
 
 
 class Qmp:
-    """A monitor connection; capabilities are negotiated on first use."""
+    """A monitor connection over `sock`, made on first use."""
 
     def __init__(self, sock: socket.socket):
         self._sock = sock
-        self._file = sock.makefile("rwb")
-        self._ready = False
-
-    def _reply(self, deadline: float) -> dict:
-        """The next message that is not an event."""
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise QmpError("no answer in time")
-            self._sock.settimeout(left)
-            line = self._file.readline()
-            if not line:
-                raise QmpError("QEMU closed the monitor")
-            msg = json.loads(line)
-            if "event" not in msg:
-                return msg
+        self._client: QmpClient | None = None
 
     def command(self, name: str, timeout: float = 5.0, arguments: dict | None = None):
         """A QMP command's return value."""
-        deadline = time.monotonic() + timeout
+        from qemu.qmp import ExecuteError
         try:
-            if not self._ready:
-                if "QMP" not in self._reply(deadline):
-                    raise QmpError("no QMP greeting")
-                self._ready = True
-                self.command("qmp_capabilities", timeout)
-            msg = {"execute": name, **({"arguments": arguments} if arguments else {})}
-            self._file.write(json.dumps(msg).encode() + b"\n")
-            self._file.flush()
-            msg = self._reply(deadline)
-        except (OSError, ValueError) as e:
-            raise QmpError(str(e) or type(e).__name__) from None
-        if "error" in msg:
-            raise QmpError(f"{name}: {msg['error'].get('desc', msg['error'])}")
-        return msg.get("return")
+            if self._client is None:
+                self._client = QmpClient(self._sock, timeout=timeout, label="QMP")
+            return self._client.cmd(name, timeout, **(arguments or {}))
+        except SourceError as e:
+            raise QmpError(str(e).removeprefix("QMP: ")) from None
+        except ExecuteError as e:
+            raise QmpError(f"{name}: {e}") from None
 
     def hmp(self, lines: list[str], timeout: float = 5.0) -> list[str]:
         """HMP command lines' output (hostmem's monitor)."""
@@ -81,8 +64,9 @@ class Qmp:
         return status
 
     def close(self) -> None:
-        for f in (self._file, self._sock):
-            try:
-                f.close()
-            except OSError:
-                pass
+        if self._client is not None:
+            self._client.close()
+        try:
+            self._sock.close()
+        except OSError:
+            pass
