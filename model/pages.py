@@ -86,36 +86,41 @@ def scan_blocks(meta: bytes, base: int, enc: Encoding) -> BlockMap:
     table = enc.table
     is_free = enc.free
     n = len(meta)
-    pages = dict.fromkeys(Status, 0)
-    blocks = dict.fromkeys(Status, 0)
+    # counters as lists (by Status value, by byte): cheaper than dicts in
+    # the loop, which runs once per run of equal bytes
+    npages = [0] * len(Status)
+    nblocks = [0] * len(Status)
     free: dict[int, int] = {}
     special: list[int] = []
     defects: list[BlockDefect] = []
-    hist: dict[int, int] = {}
+    hist = [0] * 256
+    runs = _RUN_RE
     i = 0
     while i < n:
         b = meta[i]
-        end = run_end(meta, i)
+        end = runs[b].match(meta, i, i + _BLOCK).end()      # run_end, inlined for short runs
+        if end == i + _BLOCK:
+            end = run_end(meta, i)
         status, order = table[b]
         pfn = base + i
         if status is Status.INVALID:
-            hist[b] = hist.get(b, 0) + end - i
+            hist[b] += end - i
             j = end
             while j < n and table[meta[j]][0] is Status.INVALID:
                 k = run_end(meta, j)
-                hist[meta[j]] = hist.get(meta[j], 0) + k - j
+                hist[meta[j]] += k - j
                 j = k
             defects.append(BlockDefect("bad-byte", pfn, j - i, b))
-            pages[Status.INVALID] += j - i
+            npages[Status.INVALID] += j - i
             i = j
             continue
         if status is Status.SPECIAL:
             if order:
                 defects.append(BlockDefect("special-order", pfn, end - i, b))
             special.extend(range(pfn, pfn + end - i))
-            pages[status] += end - i
-            blocks[status] += end - i
-            hist[b] = hist.get(b, 0) + end - i
+            npages[status] += end - i
+            nblocks[status] += end - i
+            hist[b] += end - i
             i = end
             continue
         size = 1 << order
@@ -130,25 +135,28 @@ def scan_blocks(meta: bytes, base: int, enc: Encoding) -> BlockMap:
             if is_free[b]:
                 for p in range(pfn, pfn + take, size):
                     free[p] = b
-            blocks[status] += whole
+            nblocks[status] += whole
         else:
             # The run stops inside the block: one finding for the whole block.
             defects.append(BlockDefect("block-inconsistent", pfn, size, b, (base + end, meta[end])))
             if status.is_free:
                 free[pfn] = b
-            blocks[status] += 1
-            pages[status] += size
+            nblocks[status] += 1
+            npages[status] += size
             k = i
             while k < i + size:           # the other bytes inside count as what they are
                 e = min(run_end(meta, k), i + size)
-                hist[meta[k]] = hist.get(meta[k], 0) + e - k
+                hist[meta[k]] += e - k
                 k = e
             i += size
             continue
-        pages[status] += take
-        hist[b] = hist.get(b, 0) + take
+        npages[status] += take
+        hist[b] += take
         i += take
-    return BlockMap(pages, blocks, free, tuple(special), tuple(defects), hist)
+    pages = {st: npages[st] for st in Status}
+    blocks = {st: nblocks[st] for st in Status}
+    return BlockMap(pages, blocks, free, tuple(special), tuple(defects),
+                    {b: c for b, c in enumerate(hist) if c})
 
 
 def block_at(meta: bytes, base: int, pfn: int, enc: Encoding) -> tuple[int, int] | None:
