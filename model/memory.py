@@ -192,3 +192,17 @@ class CachedMemory:
             self.reads += 1
             got = self._cache[key] = self.inner.read(addr, size)
         return got
+
+    def read_many(self, ranges: list[tuple[int, int]]) -> list[bytes | None]:
+        """Cached ranges from the cache, the rest in one batch of the inner
+        memory's (so wrapping a batching source keeps its batching)."""
+        out = [self._cache.get((a, n)) for a, n in ranges]
+        missing = [i for i, d in enumerate(out) if d is None]
+        if missing:
+            got = read_many(self.inner, [ranges[i] for i in missing])
+            self.reads += len(missing)
+            for i, d in zip(missing, got):
+                out[i] = d
+                if d is not None:
+                    self._cache[ranges[i]] = d
+        return out
