@@ -29,6 +29,7 @@ from model.stats import stats, why
 
 from . import render
 from .errors import SymbolError
+from .progress import ReadProgress
 
 EXIT_OK, EXIT_FINDINGS, EXIT_CANNOT = 0, 1, 2
 
@@ -176,8 +177,12 @@ def snapshot_of(args, dump=None, keep: list | None = None) -> Snapshot:
     layout, areas, mask = _program(args)
     fmt = None if args.format == "auto" else args.format
     with _open(args, dump) as src:
-        mem = CachedMemory(src)
-        snap = decode(mem, layout, areas, mask, format=fmt, phys_offset=args.phys_offset)
+        shown = ReadProgress.on_stderr(src, src.name)
+        mem = CachedMemory(shown)
+        try:
+            snap = decode(mem, layout, areas, mask, format=fmt, phys_offset=args.phys_offset)
+        finally:
+            shown.close()
         if keep is not None:
             keep.extend(mem._cache.items())
     return snap
