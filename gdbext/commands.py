@@ -340,7 +340,7 @@ VM_MAGIC = 0x7E57C0DE
 @args(("pointer", dict(help="a pointer vmalloc returned (gdb expression)")))
 def cmd_vmalloc(a):
     prog = target.program()
-    mem = target.memory()
+    mem = target.GdbMemory()     # vmalloc addresses are virtual: never the physical shortcut
     lay = prog.layout
     ul = lay.ptr_size
     p = a.value
