@@ -123,7 +123,13 @@ class HostMemory:
                 if got is None or got[0] != r.gpa:
                     raise HostMemoryUnavailable(f"gpa2hva {r.gpa:#x}: {text.strip()[:80]!r}")
                 base[r.region] = got[2] - r.offset
-        return cls(pid, [(r.gpa, r.end, base[r.region] + r.offset) for r in ram])
+        ranges = [(r.gpa, r.end, base[r.region] + r.offset) for r in ram]
+        outside = _outside_mappings(pid, ranges)
+        if outside is not None:
+            gpa, end, hva = outside
+            raise HostMemoryUnavailable(f"guest {gpa:#x}-{end:#x} would be at {hva:#x} in QEMU, "
+                                        "which maps nothing there")
+        return cls(pid, ranges)
 
     def _hva(self, phys: int, size: int) -> int | None:
         i = bisect_right(self._starts, phys) - 1
@@ -176,6 +182,28 @@ class HostMemory:
 
     def __repr__(self) -> str:
         return f"HostMemory(pid={self.pid}, {len(self.ranges)} RAM ranges)"
+
+
+def _outside_mappings(pid: int, ranges: list[tuple[int, int, int]]):
+    """The first (gpa, end, hva) range whose host bytes are not all inside
+    mappings of the process (so a wrong guess is refused, never read); None
+    when every range is mapped, or when /proc/PID/maps cannot say."""
+    try:
+        with open(f"/proc/{pid}/maps") as f:
+            spans = sorted(tuple(int(x, 16) for x in line.split(None, 1)[0].split("-"))
+                           for line in f)
+    except (OSError, ValueError):
+        return None
+    starts = [lo for lo, _ in spans]
+    for gpa, end, hva in ranges:
+        pos, stop = hva, hva + (end - gpa)
+        i = bisect_right(starts, pos) - 1
+        while i >= 0 and i < len(spans) and spans[i][0] <= pos < stop:
+            pos = max(pos, spans[i][1])
+            i += 1
+        if pos < stop:
+            return gpa, end, hva
+    return None
 
 
 def _merged(ranges: Iterable[tuple[int, int, int]]) -> list[tuple[int, int, int]]:

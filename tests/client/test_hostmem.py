@@ -198,3 +198,14 @@ def test_host_first_refuses_a_host_that_disagrees_and_says_why():
     assert mem.host is None and told == [mem.refused] and "reads differently" in mem.refused
     assert mem.read_many([(0x2000, 8)]) == [bytes(8)] and mem.stats["host_reads"] == 0
     host.close()
+
+
+def test_a_host_address_the_process_does_not_map_is_refused_not_read():
+    """A gpa2hva answer pointing outside every mapping of the process."""
+    fake = _FakeQemu()
+
+    def lying(lines):
+        out = fake.monitor(lines)
+        return [o.replace(f"{fake.base:#x}", f"{8:#x}") for o in out]
+    with pytest.raises(HostMemoryUnavailable, match="maps nothing there"):
+        HostMemory.open(os.getpid(), lying)
