@@ -59,7 +59,10 @@ def _source_options(p: argparse.ArgumentParser, suppress: bool) -> None:
                         "pmemsave; or just pauses beside --memfile")
     g.add_argument("--pmemsave", action="store_true", default=d(False),
                    help="with --qmp: read only through pmemsave, never from /proc/PID/mem")
-    g.add_argument("--gdb", metavar="HOST:PORT", default=d(None), help="a QEMU gdb stub")
+    g.add_argument("--gdb", metavar="HOST:PORT", default=d(None),
+                   help="a QEMU gdb stub (guest RAM from the QEMU process when it is local)")
+    g.add_argument("--stub-only", action="store_true", default=d(False),
+                   help="with --gdb: read only through the stub, never from /proc/PID/mem")
     s = p.add_argument_group("program")
     s.add_argument("--elf", metavar="TEST.elf", default=d(None),
                    help="the test's ELF: symbols and the struct layout (DWARF)")
@@ -170,7 +173,7 @@ def _open(args, dump=None):
                        memfile=None if dump else args.memfile, qmp=None if dump else args.qmp,
                        gdb=None if dump else args.gdb, elf=args.elf,
                        phys_offset=args.phys_offset, machine=args.machine, arch=args.arch,
-                       host_memory=not args.pmemsave)
+                       host_memory=not (args.pmemsave or args.stub_only))
 
 
 def snapshot_of(args, dump=None, keep: list | None = None) -> Snapshot:

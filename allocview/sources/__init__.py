@@ -99,7 +99,7 @@ def open_source(*, dump: str | None = None, raw_base: int | None = None,
     `machine` pc|q35 and `machine_ram_below_4g`); the `qmp` socket also
     pauses the guest while the source is open. qmp alone:
     reads QEMU's memory from /proc when it can (`host_memory`), else
-    through pmemsave. gdb: "HOST:PORT" of a gdb stub, with `elf`
+    through pmemsave; so does gdb for a local stub, else through the stub. gdb: "HOST:PORT" of a gdb stub, with `elf`
     (symbols) and `arch`; a `qmp` socket beside it tells whether the guest
     was running, and so whether closing resumes it.
     """
@@ -134,7 +134,7 @@ def open_source(*, dump: str | None = None, raw_base: int | None = None,
         if qmp:
             from .qmp import query_running
             resume = query_running(qmp)
-        return GdbMiSource(gdb, elf=elf, arch=arch, resume=resume)
+        return GdbMiSource(gdb, elf=elf, arch=arch, resume=resume, host_memory=host_memory)
     if qmp:
         from .qmp import QmpSource
         return QmpSource(qmp, phys_offset=phys_offset, host_memory=host_memory)

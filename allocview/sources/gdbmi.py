@@ -1,5 +1,6 @@
 """Guest memory through a gdb stub (QEMU -gdb / -s), driving gdb over MI
-with pygdbmi.
+with pygdbmi; guest RAM straight from the QEMU process behind the stub
+when it is local (hostmem), the stub checking the first read.
 
 gdb reads *virtual* memory through the CPU's current page tables, so no
 phys_offset applies. Attaching stops the guest (QEMU's stub reports it
@@ -19,7 +20,7 @@ from model.layout import ARCHES
 from ..errors import SourceError
 from . import Source
 
-__all__ = ["GdbMiSource", "CHUNK", "BATCH"]
+__all__ = ["GdbMiSource", "StubMemory", "CHUNK", "BATCH"]
 
 CHUNK = 64 << 10         # bytes per -data-read-memory-bytes: gdb answers in hex
 BATCH = 64               # commands per write: one round trip to gdb
@@ -47,13 +48,20 @@ class GdbMiSource(Source):
     """
 
     def __init__(self, target: str, *, elf: str | None = None, arch: str | None = None,
-                 resume: bool = False, gdb: str = "gdb", timeout: float = CONNECT_TIMEOUT):
+                 resume: bool = False, gdb: str = "gdb", timeout: float = CONNECT_TIMEOUT,
+                 host_memory: bool = True):
+        """host_memory: read guest RAM from the QEMU process behind the stub
+        when it is local (hostmem.HostFirst, the stub checking the first
+        read of every snapshot); `via` says which."""
         super().__init__(f"gdb {target}")
         self.target = target
         self.label = f"--gdb {target}"
         self.resume = resume
         self.connected = False
         self._token = 0
+        self.host = None
+        self.via = "the gdb stub (--stub-only)"
+        self._memory = StubMemory(self)
         from pygdbmi.gdbcontroller import GdbController
 
         try:
@@ -64,9 +72,54 @@ class GdbMiSource(Source):
             raise SourceError(f"{self.label}: cannot start gdb ({e})") from None
         try:
             self._setup(elf, arch, timeout)
+            if host_memory:
+                self._open_host()
         except BaseException:
             self._exit_gdb()
             raise
+
+    def _open_host(self) -> None:
+        from .hostmem import HostFirst, HostMemory, HostMemoryUnavailable, tcp_port_owner
+        host, _, port = _target(self.target).rpartition(":")
+        pid = None
+        if host.strip("[]") in ("localhost", "::1") or host.startswith("127."):
+            pid = tcp_port_owner(int(port)) if port.isdigit() else None
+        try:
+            self.host = HostMemory.open(pid, self._monitor)
+        except HostMemoryUnavailable as e:
+            self.via = f"the gdb stub ({e})"
+            return
+        self.via = f"QEMU process memory (/proc/{self.host.pid}/mem)"
+
+        def refused(why: str) -> None:
+            self.via = f"the gdb stub ({why})"
+        self._memory = HostFirst(self.host, StubMemory(self), refused)
+
+    def _monitor(self, lines: list[str]) -> list[str]:
+        """HMP through the stub: `monitor LINE`, its output (MI target and
+        console streams)."""
+        from .hostmem import HostMemoryUnavailable
+        out = []
+        for line in lines:
+            self._token += 1
+            token = self._token
+            self.stats["round_trips"] += 1
+            self._mi.write(f"{token}-interpreter-exec console {_c_string('monitor ' + line)}",
+                           timeout_sec=READ_TIMEOUT, read_response=False)
+            text, deadline = [], time.monotonic() + READ_TIMEOUT
+            while True:
+                if time.monotonic() > deadline or self._mi.gdb_process.poll() is not None:
+                    raise HostMemoryUnavailable(f"monitor {line}: no answer")
+                recs = self._mi.get_gdb_response(timeout_sec=0.5, raise_error_on_timeout=False)
+                text += [r.get("payload") or "" for r in recs
+                         if r.get("type") in ("console", "target")]
+                done = [r for r in recs if r.get("type") == "result" and r.get("token") == token]
+                if done:
+                    if done[0]["message"] == "error":
+                        raise HostMemoryUnavailable(f"monitor {line}: {_msg(done[0])}")
+                    out.append("".join(text))
+                    break
+        return out
 
     @property
     def pid(self) -> int | None:
@@ -122,22 +175,24 @@ class GdbMiSource(Source):
 
     # ---------------------------------------------------------------- reads
     def _read(self, addr: int, size: int) -> bytes:
+        return self._memory.read(addr, size)
+
+    def read_many(self, ranges: list[tuple[int, int]]) -> list[bytes | None]:
+        """From QEMU's memory, or every range's MI commands BATCH to a write."""
+        if self.closed:
+            raise SourceError(f"{self.name}: read after close")
+        out = self._memory.read_many(ranges)
+        for got in out:
+            if got is not None:
+                self.stats["reads"] += 1
+                self.stats["bytes"] += len(got)
+        return out
+
+    def _stub_read(self, addr: int, size: int) -> bytes:
         got = self._read_ranges([(addr, size)])[0]
         if isinstance(got, MemoryReadError):
             raise got
         return got
-
-    def read_many(self, ranges: list[tuple[int, int]]) -> list[bytes | None]:
-        """Every range's MI commands, BATCH to a write."""
-        if self.closed:
-            raise SourceError(f"{self.name}: read after close")
-        out = []
-        for (addr, size), got in zip(ranges, self._read_ranges(ranges)):
-            if isinstance(got, bytes):
-                self.stats["reads"] += 1
-                self.stats["bytes"] += size
-            out.append(got if isinstance(got, bytes) else None)
-        return out
 
     def _read_ranges(self, ranges: list[tuple[int, int]]) -> list:
         """bytes, or the MemoryReadError, per range; BATCH commands a write."""
@@ -177,6 +232,8 @@ class GdbMiSource(Source):
             finally:
                 self.connected = False
                 self._exit_gdb()
+                if self.host is not None:
+                    self.host.close()
         super().close()
 
     def _exit_gdb(self) -> None:
@@ -196,6 +253,19 @@ class GdbMiSource(Source):
             if pipe is not None:
                 pipe.close()
         self._mi.gdb_process = None
+
+
+class StubMemory:
+    """The stub half of a GdbMiSource, as a Memory (HostFirst's fallback)."""
+
+    def __init__(self, src: GdbMiSource):
+        self.src = src
+
+    def read(self, addr: int, size: int) -> bytes:
+        return self.src._stub_read(addr, size)
+
+    def read_many(self, ranges: list[tuple[int, int]]) -> list[bytes | None]:
+        return [g if isinstance(g, bytes) else None for g in self.src._read_ranges(ranges)]
 
 
 def _msg(rec: dict) -> str:

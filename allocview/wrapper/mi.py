@@ -20,7 +20,7 @@ from pygdbmi.gdbmiparser import parse_response
 
 from ..errors import SourceError
 from ..sources import Source
-from ..sources.gdbmi import GdbMiSource
+from ..sources.gdbmi import GdbMiSource, StubMemory
 from .children import kill, reap, spawn
 
 __all__ = ["Bus", "MiError", "MiSession", "SessionMemory", "GRACE"]
@@ -174,6 +174,8 @@ class SessionMemory(GdbMiSource):
     def __init__(self, session: MiSession, label: str, budget: float):
         Source.__init__(self, f"gdb {label}")
         self.label = label
+        self.host = None                 # the supervisor adds QEMU's memory itself
+        self._memory = StubMemory(self)
         self.resume = False
         self.connected = True
         self._token = 0

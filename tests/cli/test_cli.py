@@ -66,6 +66,8 @@ def test_json_report_is_identical_from_every_source(guest_with_sources, variant,
     docs["qmp-pmemsave"] = av("--qmp", sock, "--pmemsave", "--elf", elf, "report", "--json")
     gdb.disconnect()                       # the stub takes one client; the guest stays paused
     docs["gdb"] = av("--gdb", f"127.0.0.1:{g.gdb_port}", "--elf", elf, "report", "--json")
+    docs["gdb-stub-only"] = av("--gdb", f"127.0.0.1:{g.gdb_port}", "--stub-only", "--elf", elf,
+                               "report", "--json")
     for name, r in docs.items():
         assert r.returncode == 0, (name, r.stderr)
         assert json.loads(r.stdout) == want, name

@@ -34,9 +34,9 @@ def no_new_gdb():
 
 def test_reads_loaded_bytes_and_leaves_no_gdb(qemu, no_new_gdb):
     q = qemu(gdb=True, blobs=[(0x100000, BLOB)])
-    src = open_source(gdb=f"127.0.0.1:{q.gdb_port}")
+    src = open_source(gdb=f"127.0.0.1:{q.gdb_port}", host_memory=False)
     try:
-        assert isinstance(src, GdbMiSource)
+        assert isinstance(src, GdbMiSource) and src.host is None
         assert no_new_gdb() == {src.pid}
         assert src.read(0x100000, len(BLOB)) == BLOB
         assert src.read(0x100000 + 70000, 5) == BLOB[70000:70005]
@@ -53,10 +53,26 @@ def test_reads_loaded_bytes_and_leaves_no_gdb(qemu, no_new_gdb):
     assert src.closed and no_new_gdb() == set()
 
 
-def test_snapshot_of_a_loaded_model_state(qemu):
+def test_a_local_stubs_qemu_serves_guest_ram_from_its_memory(qemu, no_new_gdb):
+    """The stub's port leads to the QEMU process; its memory serves the
+    snapshot (the stub only checks the first read), with the same state."""
     al = scenario(layout_for("x86_64", "2021"))
     q = qemu(memory="32M", gdb=True, blobs=image_segments(al.memory))
     with GdbMiSource(f"127.0.0.1:{q.gdb_port}", arch="x86_64") as src:
+        assert src.via == f"QEMU process memory (/proc/{q.proc.pid}/mem)", src.via
+        trips = src.stats["round_trips"]
+        snap = decode(src, al.layout, al.areas_addr, al.mask_addr)
+        assert snap.state() == al.state()
+        assert src.stats["round_trips"] == trips + 1           # the first read's check
+        with pytest.raises(MemoryReadError):
+            src.read(64 << 20, 16)                               # past -m 32M, both ways
+    assert no_new_gdb() == set()
+
+
+def test_snapshot_of_a_loaded_model_state(qemu):
+    al = scenario(layout_for("x86_64", "2021"))
+    q = qemu(memory="32M", gdb=True, blobs=image_segments(al.memory))
+    with GdbMiSource(f"127.0.0.1:{q.gdb_port}", arch="x86_64", host_memory=False) as src:
         snap = decode(src, al.layout, al.areas_addr, al.mask_addr)
         assert snap.state() == al.state()
         meta = sum(len(a.metadata) for a in al.state())
