@@ -169,6 +169,10 @@ def _program(args):
 
 def _open(args, dump=None):
     from .sources import open_source
+    if args.pmemsave and not (args.qmp and not args.memfile and not args.gdb):
+        raise AllocviewError("--pmemsave applies to --qmp as the memory source only")
+    if args.stub_only and not args.gdb:
+        raise AllocviewError("--stub-only applies to --gdb only")
     return open_source(dump=dump or args.dump, raw_base=args.base if not dump else None,
                        memfile=None if dump else args.memfile, qmp=None if dump else args.qmp,
                        gdb=None if dump else args.gdb, elf=args.elf,
@@ -429,7 +433,7 @@ def run_drive(args) -> int:
     layout, areas, mask = _program(args)
     fmt = None if args.format == "auto" else args.format
     accepted = _known(args.known)
-    with GdbMiSource(args.gdb, elf=args.elf, arch=args.arch) as src:
+    with GdbMiSource(args.gdb, elf=args.elf, arch=args.arch, host_memory=not args.stub_only) as src:
         mem = CachedMemory(src)
         start = decode(mem, layout, areas, mask, format=fmt, phys_offset=args.phys_offset)
         image = sorted((addr, data) for (addr, _n), data in mem._cache.items())

@@ -243,12 +243,6 @@ def _connect_reason(e: Exception) -> str:
     return f"not a QMP server ({str(root).splitlines()[0] if str(root) else type(root).__name__})"
 
 
-# In one round trip: whether the guest runs, then stop it. `stop` leaves a
-# guest that is not running as it is (QEMU's do_vm_stop), so the status
-# says whether close must `cont`.
-PAUSE_CALLS = [("query-status", {}), ("stop", {})]
-
-
 class QmpPauser:
     """Keep a guest paused while reading its memory from elsewhere (a RAM
     file): `stop` on open when it runs; `cont` on close only when this
@@ -256,21 +250,23 @@ class QmpPauser:
     """
 
     def __init__(self, address: str | None = None, *, client: QmpClient | None = None,
-                 timeout: float = CONNECT_TIMEOUT, replies: list | None = None):
-        """`replies`: the replies to PAUSE_CALLS when the caller pipelined
-        them with its own commands."""
+                 timeout: float = CONNECT_TIMEOUT, status: dict | Exception | None = None):
+        """`status`: the reply to query-status when the caller pipelined it
+        with its own commands. `stop` is sent only to a running guest: sent
+        blindly it is not always harmless (on an incoming-migration guest it
+        clears autostart)."""
         self.client = client if client is not None else QmpClient(address, timeout=timeout)
         self._own_client = client is None
         self.status = ""
         self.was_running = False
         self.resumed = False
         try:
-            st, stopped = replies if replies is not None else self.client.pipeline(PAUSE_CALLS)
+            st = status if status is not None else self.client.pipeline([("query-status", {})])[0]
             if isinstance(st, Exception):
                 raise SourceError(f"{self.client.label}: query-status: {st}")
             self.status, self.was_running = st["status"], bool(st["running"])
-            if self.was_running and isinstance(stopped, Exception):
-                raise SourceError(f"{self.client.label}: stop: {stopped}")
+            if self.was_running:
+                self.client.cmd("stop")
         except BaseException:
             self.close()
             raise
@@ -330,15 +326,16 @@ class QmpSource(Source):
         self.stats["commands"] = 0      # QMP commands; round_trips counts waits for replies
         self.client = QmpClient(address, timeout=timeout, counter=self.stats)
         try:
-            # One round trip: pause, the memory map (which ranges
+            # One round trip: the run state, the memory map (which ranges
             # are RAM) and, guessing RAM starts at 0 as on x86, where it
-            # lives in QEMU; other machines ask gpa2hva again.
-            head = PAUSE_CALLS if pause else []
+            # lives in QEMU; other machines ask gpa2hva again. A running
+            # guest costs one more: its `stop`.
+            head = [("query-status", {})] if pause else []
             calls = head + [_hmp_call("info mtree -f")]
             if host_memory:
                 calls.append(_hmp_call("gpa2hva 0"))
             replies = self.client.pipeline(calls)
-            self.pauser = QmpPauser(client=self.client, replies=replies[:2]) if pause else None
+            self.pauser = QmpPauser(client=self.client, status=replies[0]) if pause else None
             self._seq = 0
             n = len(head)
             mtree = replies[n] if isinstance(replies[n], str) else ""

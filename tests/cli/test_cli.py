@@ -187,6 +187,11 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path, guest_build):
     one_line_error(av("--dump", junk, "--base", "0", "check"))
     r = av("report")
     assert r.returncode == 2
+    # a read-path flag without the source it belongs to
+    assert "--pmemsave" in one_line_error(av("--dump", junk, "--base", "0", "--pmemsave",
+                                             "--elf", elf, "check"))
+    assert "--stub-only" in one_line_error(av("--qmp", tmp_path / "x.sock", "--stub-only",
+                                              "--elf", elf, "check"))
 
 
 def test_an_unwritable_output_file_is_one_line(make_guest, tmp_path):
