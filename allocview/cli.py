@@ -181,17 +181,24 @@ def _open(args, dump=None):
 
 
 def snapshot_of(args, dump=None, keep: list | None = None) -> Snapshot:
-    layout, areas, mask = _program(args)
-    fmt = None if args.format == "auto" else args.format
+    program = _program(args)          # a bad ELF fails before any guest is touched
     with _open(args, dump) as src:
-        shown = ReadProgress.on_stderr(src, src.name)
-        mem = CachedMemory(shown)
-        try:
-            snap = decode(mem, layout, areas, mask, format=fmt, phys_offset=args.phys_offset)
-        finally:
-            shown.close()
-        if keep is not None:
-            keep.extend(mem._cache.items())
+        return snapshot_from(args, src, program, keep)
+
+
+def snapshot_from(args, src, program, keep: list | None = None) -> Snapshot:
+    """Decode through an open source (progress shown when it is slow);
+    `keep` gets every range read."""
+    layout, areas, mask = program
+    shown = ReadProgress.on_stderr(src, src.name)
+    mem = CachedMemory(shown)
+    try:
+        snap = decode(mem, layout, areas, mask, format=None if args.format == "auto"
+                      else args.format, phys_offset=args.phys_offset)
+    finally:
+        shown.close()
+    if keep is not None:
+        keep.extend(mem._cache.items())
     return snap
 
 
@@ -346,11 +353,9 @@ def run_watch(args) -> int:
 
 
 def _paused_snapshot(args, src) -> Snapshot:
-    layout, areas, mask = _program(args)
+    program = _program(args)
     with src.paused():
-        return decode(CachedMemory(src), layout, areas, mask,
-                      format=None if args.format == "auto" else args.format,
-                      phys_offset=args.phys_offset)
+        return snapshot_from(args, src, program)
 
 
 def _watch(args, take, how: str) -> int:

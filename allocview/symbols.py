@@ -21,7 +21,7 @@ from elftools.elf.sections import SymbolTableSection
 from model.errors import LayoutError
 from model.layout import ARCHES, Layout, layout_for
 
-from .errors import SymbolError
+from .errors import SymbolError, first_line
 
 __all__ = ["Program", "load_program", "FUNCTIONS", "HOMES"]
 
@@ -88,8 +88,7 @@ def load_program(path: str, *, arch: str | None = None, format: str | None = Non
         except LayoutError as e:
             raise SymbolError(f"{name}: {e}") from None
         except Exception as e:  # noqa: BLE001 - pyelftools raises many kinds on bad input
-            why = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise SymbolError(f"{path}: not a readable ELF file ({why})") from None
+            raise SymbolError(f"{path}: not a readable ELF file ({first_line(e)})") from None
 
 
 def _load(elf: ELFFile, path: str, name: str, want_arch: str | None,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import gdb  # type: ignore[import-not-found]
 
-from allocview.sources.hostmem import HostFirst, HostMemory, HostMemoryUnavailable, tcp_port_owner
+from allocview.sources.hostmem import HostFirst, HostMemory, HostMemoryUnavailable, stub_owner
 from model.errors import LayoutError, MemoryReadError
 from model.layout import Layout, layout_for
 
@@ -87,22 +87,16 @@ def host_memory() -> HostMemory | None:
     inf = gdb.selected_inferior()
     conn = getattr(inf, "connection", None)
     details = getattr(conn, "details", None) or ""
-    port = details.rpartition(":")[2]
     key = (getattr(inf, "connection_num", None), details)
     if key == HOST.key:
         return HOST.memory
     forget_host()
     HOST.key = key
-    if getattr(conn, "type", None) not in ("remote", "extended-remote") or not port.isdigit():
+    if getattr(conn, "type", None) not in ("remote", "extended-remote"):
         HOST.why_not = f"the target is not a gdb stub on a TCP port ({details or 'none'})"
         return None
-    host = details.rpartition(":")[0].strip("[]")
-    if not _is_this_host(host):
-        HOST.why_not = f"the stub is on another host ({details})"
-        return None
-    pid = tcp_port_owner(int(port))
+    pid, HOST.why_not = stub_owner(details)
     if pid is None:
-        HOST.why_not = f"no QEMU process on this host owns port {port}"
         return None
     try:
         HOST.memory = HostMemory.open(pid, _monitor)
@@ -110,12 +104,6 @@ def host_memory() -> HostMemory | None:
     except HostMemoryUnavailable as e:
         HOST.why_not = str(e)
     return HOST.memory
-
-
-def _is_this_host(host: str) -> bool:
-    """Loopback or this machine's name (no DNS lookup: it could hang gdb)."""
-    import socket
-    return host in ("", "localhost", "::1", socket.gethostname()) or host.startswith("127.")
 
 
 def memory(inferior=None):

@@ -27,6 +27,11 @@ def read_many(memory: Memory, ranges: Iterable[tuple[int, int]]) -> list[bytes |
     batched = getattr(memory, "read_many", None)
     if batched is not None:
         return batched(list(ranges))
+    return read_each(memory, ranges)
+
+
+def read_each(memory: Memory, ranges: Iterable[tuple[int, int]]) -> list[bytes | None]:
+    """`read_many` one read at a time: what a memory without batching does."""
     out: list[bytes | None] = []
     for addr, size in ranges:
         try:

@@ -33,18 +33,19 @@ def run_end(meta: bytes, i: int) -> int:
     with bytes.count, and 7x on a uniform one (scripts/bench.py decode).
     """
     b = meta[i]
-    match = _RUN_RE[b].match
-    limit = i + _BLOCK
-    end = match(meta, i, limit).end()
-    if end < limit:
-        return end
+    end = _RUN_RE[b].match(meta, i, i + _BLOCK).end()
+    return end if end < i + _BLOCK else _long_run_end(meta, b, end)
+
+
+def _long_run_end(meta: bytes, b: int, end: int) -> int:
+    """The end of a run of byte b known to reach at least `end`."""
     block = _blocks.get(b)
     if block is None:
         block = _blocks[b] = bytes([b]) * _BLOCK
     starts = meta.startswith
     while starts(block, end):
         end += _BLOCK
-    return match(meta, end).end()
+    return _RUN_RE[b].match(meta, end).end()
 
 
 @dataclass(frozen=True)
@@ -98,9 +99,9 @@ def scan_blocks(meta: bytes, base: int, enc: Encoding) -> BlockMap:
     i = 0
     while i < n:
         b = meta[i]
-        end = runs[b].match(meta, i, i + _BLOCK).end()      # run_end, inlined for short runs
+        end = runs[b].match(meta, i, i + _BLOCK).end()      # run_end, inlined
         if end == i + _BLOCK:
-            end = run_end(meta, i)
+            end = _long_run_end(meta, b, end)
         status, order = table[b]
         pfn = base + i
         if status is Status.INVALID:

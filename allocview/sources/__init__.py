@@ -15,6 +15,7 @@ or pygdbmi; `open_source` imports the one it needs.
 from __future__ import annotations
 
 from model.errors import MemoryReadError
+from model.memory import read_each
 
 from ..errors import SourceError
 
@@ -48,13 +49,7 @@ class Source:
     def read_many(self, ranges: list[tuple[int, int]]) -> list[bytes | None]:
         """Each (addr, size) read; None where one is unreadable. Sources with
         round trips override this to batch."""
-        out: list[bytes | None] = []
-        for addr, size in ranges:
-            try:
-                out.append(self.read(addr, size))
-            except MemoryReadError:
-                out.append(None)
-        return out
+        return read_each(self, ranges)
 
     def _read(self, addr: int, size: int) -> bytes:
         phys = addr - self.phys_offset

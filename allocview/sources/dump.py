@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from elftools.elf.elffile import ELFFile
 
-from ..errors import SourceError
-from . import Source
-from .mapped import Extent, MappedFile, open_file
+from ..errors import SourceError, first_line
+from .mapped import Extent, MappedFile, MappedSource, open_file
 from .raw import RawSource
 
 __all__ = ["DumpSource", "open_dump", "KDUMP_SIGNATURES"]
@@ -25,7 +24,7 @@ KDUMP_SIGNATURES = (b"KDUMP   ", b"makedumpfile")
 _EHDR_SIZE = {1: 52, 2: 64}     # by EI_CLASS
 
 
-def open_dump(path: str, *, raw_base: int | None = None, phys_offset: int = 0) -> Source:
+def open_dump(path: str, *, raw_base: int | None = None, phys_offset: int = 0) -> MappedSource:
     """A DumpSource for an ELF core, a RawSource for anything else when
     `raw_base` is given, SourceError otherwise (kdump-compressed dumps,
     empty files, files that are not dumps)."""
@@ -43,7 +42,7 @@ def open_dump(path: str, *, raw_base: int | None = None, phys_offset: int = 0) -
     raise SourceError(f"--dump {path}: not an ELF dump; for a raw pmemsave file give --base ADDR")
 
 
-class DumpSource(Source):
+class DumpSource(MappedSource):
     """Guest memory from a dump-guest-memory ELF core (ELF64 or ELF32).
 
     A read in no segment raises MemoryReadError("not in the dump"); one in a
@@ -69,13 +68,6 @@ class DumpSource(Source):
         """The PT_LOAD segments as (phys, size, file offset), sorted."""
         return list(self._file.extents)
 
-    def read_phys(self, phys: int, size: int) -> bytes:
-        return self._file.read(phys, size)
-
-    def close(self) -> None:
-        if not self.closed:
-            self._file.close()
-        super().close()
 
 
 def _parse(f, path: str) -> tuple[list[Extent], str, int]:
@@ -106,8 +98,7 @@ def _parse(f, path: str) -> tuple[list[Extent], str, int]:
     except OSError as e:
         raise SourceError(f"{label}: cannot read: {e.strerror or e}") from None
     except Exception as e:  # noqa: BLE001 - pyelftools raises many kinds on bad headers
-        why = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise SourceError(f"{label}: unreadable ELF headers ({why})") from None
+        raise SourceError(f"{label}: unreadable ELF headers ({first_line(e)})") from None
     if not extents:
         raise SourceError(f"{label}: no PT_LOAD segment, so no guest memory in this dump")
     return extents, elf["e_machine"], elf.elfclass

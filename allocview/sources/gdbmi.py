@@ -79,11 +79,11 @@ class GdbMiSource(Source):
             raise
 
     def _open_host(self) -> None:
-        from .hostmem import HostFirst, HostMemory, HostMemoryUnavailable, tcp_port_owner
-        host, _, port = _target(self.target).rpartition(":")
-        pid = None
-        if host.strip("[]") in ("localhost", "::1") or host.startswith("127."):
-            pid = tcp_port_owner(int(port)) if port.isdigit() else None
+        from .hostmem import HostFirst, HostMemory, HostMemoryUnavailable, stub_owner
+        pid, why = stub_owner(_target(self.target))
+        if pid is None:
+            self.via = f"the gdb stub ({why})"
+            return
         try:
             self.host = HostMemory.open(pid, self._monitor)
         except HostMemoryUnavailable as e:
@@ -97,28 +97,19 @@ class GdbMiSource(Source):
 
     def _monitor(self, lines: list[str]) -> list[str]:
         """HMP through the stub: `monitor LINE`, its output (MI target and
-        console streams)."""
+        console streams), one command at a time so the output is its own."""
         from .hostmem import HostMemoryUnavailable
         out = []
         for line in lines:
-            self._token += 1
-            token = self._token
-            self.stats["round_trips"] += 1
-            self._mi.write(f"{token}-interpreter-exec console {_c_string('monitor ' + line)}",
-                           timeout_sec=READ_TIMEOUT, read_response=False)
-            text, deadline = [], time.monotonic() + READ_TIMEOUT
-            while True:
-                if time.monotonic() > deadline or self._mi.gdb_process.poll() is not None:
-                    raise HostMemoryUnavailable(f"monitor {line}: no answer")
-                recs = self._mi.get_gdb_response(timeout_sec=0.5, raise_error_on_timeout=False)
-                text += [r.get("payload") or "" for r in recs
-                         if r.get("type") in ("console", "target")]
-                done = [r for r in recs if r.get("type") == "result" and r.get("token") == token]
-                if done:
-                    if done[0]["message"] == "error":
-                        raise HostMemoryUnavailable(f"monitor {line}: {_msg(done[0])}")
-                    out.append("".join(text))
-                    break
+            text: list[str] = []
+            try:
+                rec = self._mi_batch([f"-interpreter-exec console {_c_string('monitor ' + line)}"],
+                                     READ_TIMEOUT, streams=text)[0]
+            except SourceError as e:
+                raise HostMemoryUnavailable(f"monitor {line}: {e}") from None
+            if rec["message"] == "error":
+                raise HostMemoryUnavailable(f"monitor {line}: {_msg(rec)}")
+            out.append("".join(text))
         return out
 
     @property
@@ -145,8 +136,10 @@ class GdbMiSource(Source):
         self.connected = True
 
     # ------------------------------------------------------------------- MI
-    def _mi_batch(self, commands: list[str], timeout: float) -> list[dict]:
-        """Send commands in one write; their result records, in order."""
+    def _mi_batch(self, commands: list[str], timeout: float,
+                  streams: list[str] | None = None) -> list[dict]:
+        """Send commands in one write; their result records, in order.
+        `streams` collects what gdb prints meanwhile (console, target)."""
         tokens = []
         lines = []
         for c in commands:
@@ -171,6 +164,8 @@ class GdbMiSource(Source):
                                                raise_error_on_timeout=False):
                 if r.get("type") == "result" and r.get("token") in tokens:
                     results[r["token"]] = r
+                elif streams is not None and r.get("type") in ("console", "target"):
+                    streams.append(r.get("payload") or "")
         return [results[t] for t in tokens]
 
     # ---------------------------------------------------------------- reads

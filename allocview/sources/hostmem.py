@@ -343,3 +343,20 @@ def tcp_port_owner(port: int, *, comm_prefix: str = "qemu") -> int | None:
             except OSError:
                 continue
     return owners.pop() if len(owners) == 1 else None
+
+
+def stub_owner(address: str) -> tuple[int | None, str]:
+    """(pid, "") of the local QEMU whose gdb stub listens at "HOST:PORT",
+    or (None, why not). Only loopback or this machine's name counts as
+    local (no DNS lookup: it could hang the caller)."""
+    import socket
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    if not port.isdigit():
+        return None, f"the target is not a gdb stub on a TCP port ({address or 'none'})"
+    if not (host in ("", "localhost", "::1", socket.gethostname()) or host.startswith("127.")):
+        return None, f"the stub is on another host ({address})"
+    pid = tcp_port_owner(int(port))
+    if pid is None:
+        return None, f"no QEMU process on this host owns port {port}"
+    return pid, ""

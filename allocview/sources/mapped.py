@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from model.errors import MemoryReadError
 
 from ..errors import SourceError
+from . import Source
 
-__all__ = ["Extent", "MappedFile", "open_file"]
+__all__ = ["Extent", "MappedFile", "MappedSource", "open_file"]
 
 
 @dataclass(frozen=True)
@@ -105,3 +106,18 @@ def _disjoint(extents: list[Extent]) -> list[Extent]:
             e = Extent(e.phys + cut, e.size - cut, e.offset + cut)
         out.append(e)
     return out
+
+
+class MappedSource(Source):
+    """A Source whose guest memory is one MappedFile, `_file` (dumps, raw
+    files, RAM files): reads and closing in one place."""
+
+    _file: MappedFile
+
+    def read_phys(self, phys: int, size: int) -> bytes:
+        return self._file.read(phys, size)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._file.close()
+        super().close()

@@ -16,8 +16,7 @@ from __future__ import annotations
 import os
 
 from ..errors import SourceError
-from . import Source
-from .mapped import Extent, MappedFile, open_file
+from .mapped import Extent, MappedFile, MappedSource, open_file
 
 __all__ = ["MemfileSource", "x86_below_4g", "ram_extents", "MACHINES"]
 
@@ -55,7 +54,7 @@ def ram_extents(ram_size: int, below_4g: int) -> list[Extent]:
     return out
 
 
-class MemfileSource(Source):
+class MemfileSource(MappedSource):
     """Guest physical memory from a shared RAM file, mmap'ed.
 
     machine: "pc" or "q35", for QEMU's split of RAM around the PCI hole.
@@ -94,12 +93,7 @@ class MemfileSource(Source):
             raise
         self.pauser = pauser
 
-    def read_phys(self, phys: int, size: int) -> bytes:
-        return self._file.read(phys, size)
-
     def close(self) -> None:
-        if not self.closed:
-            self._file.close()
-            if self.pauser is not None:
-                self.pauser.close()
+        if not self.closed and self.pauser is not None:
+            self.pauser.close()
         super().close()

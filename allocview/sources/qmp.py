@@ -28,7 +28,7 @@ from typing import Any, Callable
 
 from model.errors import MemoryReadError
 
-from ..errors import SourceError
+from ..errors import SourceError, first_line
 from . import Source
 from .hostmem import HostMemory, HostMemoryUnavailable, parse_mtree, unix_peer_pid
 from .mapped import Extent
@@ -219,10 +219,10 @@ def _hmp_call(line: str) -> tuple[str, dict]:
     return ("human-monitor-command", {"command-line": line})
 
 
-def hmp(client: QmpClient) -> Callable[[list[str]], list[str]]:
+def hmp(client: QmpClient, timeout: float = COMMAND_TIMEOUT) -> Callable[[list[str]], list[str]]:
     """HMP command lines through QMP, pipelined (HostMemory's monitor)."""
     def run(lines: list[str]) -> list[str]:
-        got = client.pipeline([_hmp_call(x) for x in lines])
+        got = client.pipeline([_hmp_call(x) for x in lines], timeout)
         bad = [r for r in got if isinstance(r, Exception)]
         if bad:
             raise HostMemoryUnavailable(f"human-monitor-command: {bad[0]}")
@@ -240,7 +240,7 @@ def _connect_reason(e: Exception) -> str:
         return "the peer hung up before a QMP greeting (not a QMP socket, or in use?)"
     if isinstance(root, OSError):
         return f"cannot connect: {root.strerror or root}"
-    return f"not a QMP server ({str(root).splitlines()[0] if str(root) else type(root).__name__})"
+    return f"not a QMP server ({first_line(root)})"
 
 
 class QmpPauser:

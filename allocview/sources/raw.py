@@ -6,13 +6,12 @@ from __future__ import annotations
 import os
 
 from ..errors import SourceError
-from . import Source
-from .mapped import Extent, MappedFile, open_file
+from .mapped import Extent, MappedFile, MappedSource, open_file
 
 __all__ = ["RawSource"]
 
 
-class RawSource(Source):
+class RawSource(MappedSource):
     """Guest physical [base, base + file size) from one flat file."""
 
     def __init__(self, path: str, base: int, *, phys_offset: int = 0):
@@ -32,11 +31,3 @@ class RawSource(Source):
         except BaseException:
             f.close()
             raise
-
-    def read_phys(self, phys: int, size: int) -> bytes:
-        return self._file.read(phys, size)
-
-    def close(self) -> None:
-        if not self.closed:
-            self._file.close()
-        super().close()

@@ -182,7 +182,8 @@ class SessionMemory(GdbMiSource):
         self._session = session
         self._deadline = time.monotonic() + budget
 
-    def _mi_batch(self, commands: list[str], timeout: float) -> list[dict]:
+    def _mi_batch(self, commands: list[str], timeout: float,
+                  streams: list[str] | None = None) -> list[dict]:
         self.stats["round_trips"] += 1
         left = self._deadline - time.monotonic()
         try:

@@ -14,7 +14,7 @@ import logging
 import socket
 
 from ..errors import SourceError
-from ..sources.qmp import QmpClient
+from ..sources.qmp import QmpClient, hmp
 
 __all__ = ["QmpError", "Qmp"]
 
@@ -34,22 +34,27 @@ class Qmp:
         self._sock = sock
         self._client: QmpClient | None = None
 
-    def command(self, name: str, timeout: float = 5.0, arguments: dict | None = None):
+    def _connected(self, timeout: float) -> QmpClient:
+        if self._client is None:
+            self._client = QmpClient(self._sock, timeout=timeout, label="QMP")
+        return self._client
+
+    def command(self, name: str, timeout: float = 5.0):
         """A QMP command's return value."""
         from qemu.qmp import ExecuteError
         try:
-            if self._client is None:
-                self._client = QmpClient(self._sock, timeout=timeout, label="QMP")
-            return self._client.cmd(name, timeout, **(arguments or {}))
+            return self._connected(timeout).cmd(name, timeout)
         except SourceError as e:
             raise QmpError(str(e).removeprefix("QMP: ")) from None
         except ExecuteError as e:
             raise QmpError(f"{name}: {e}") from None
 
     def hmp(self, lines: list[str], timeout: float = 5.0) -> list[str]:
-        """HMP command lines' output (hostmem's monitor)."""
-        return [self.command("human-monitor-command", timeout, {"command-line": line})
-                for line in lines]
+        """HMP command lines' output, pipelined (hostmem's monitor)."""
+        try:
+            return hmp(self._connected(timeout), timeout)(lines)
+        except SourceError as e:
+            raise QmpError(str(e).removeprefix("QMP: ")) from None
 
     def status(self, timeout: float = 5.0) -> str:
         return self.command("query-status", timeout)["status"]
