@@ -16,7 +16,8 @@ import gdb  # type: ignore[import-not-found]
 
 from model.drive import GuestCallError
 from model.drive_io import call_expression
-from model.errors import MemoryReadError
+
+from .target import GdbMemory
 
 __all__ = ["GdbGuest"]
 
@@ -25,6 +26,7 @@ class GdbGuest:
     def __init__(self, timeout: float = 10.0):
         self.timeout = timeout
         self.inferior = gdb.selected_inferior()
+        self._memory = GdbMemory(self.inferior)
         self.calls = 0
         self._disabled: list = []
 
@@ -70,10 +72,7 @@ class GdbGuest:
             timer.cancel()
 
     def read(self, addr: int, size: int) -> bytes:
-        try:
-            return self.inferior.read_memory(addr, size).tobytes()
-        except gdb.MemoryError as e:
-            raise MemoryReadError(addr, size, str(e)) from None
+        return self._memory.read(addr, size)
 
     def write(self, addr: int, data: bytes) -> None:
         self.inferior.write_memory(addr, data)
