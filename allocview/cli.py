@@ -20,7 +20,8 @@ from model.check import check, errors
 from model.constants import FLAG_FRESH
 from model.diff import diff
 from model.errors import AllocviewError
-from model.layout import ARCHES, layout_for
+from model.arch import ARCHES
+from model.layout import layout_for
 from model.memory import CachedMemory
 from model.query import describe_page
 from model.report import report

@@ -13,7 +13,9 @@ import struct
 from dataclasses import dataclass
 from typing import Iterator, Union
 
-from model.layout import ARCHES
+from elftools.elf.enums import ENUM_E_MACHINE
+
+from model.arch import ARCHES
 from model.memory import SparseMemory
 
 from .sources.memfile import ram_extents, x86_below_4g
@@ -21,8 +23,8 @@ from .sources.memfile import ram_extents, x86_below_4g
 __all__ = ["Segment", "image_pieces", "image_segments", "write_elf_dump", "write_raw",
            "write_memfile", "E_MACHINE"]
 
-E_MACHINE = {"x86_64": 62, "i386": 3, "s390x": 22, "aarch64": 183, "arm": 40,
-             "riscv64": 243, "ppc64": 21}
+# e_machine numbers by arch, from the arch table's pyelftools names
+E_MACHINE = {a.name: ENUM_E_MACHINE[a.elf_machine] for a in ARCHES.values()}
 PT_LOAD, PT_NOTE, ET_CORE, PN_XNUM = 1, 4, 4, 0xFFFF
 
 

@@ -19,19 +19,17 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
 from model.errors import LayoutError
-from model.layout import ARCHES, Layout, layout_for
+from model.arch import ARCHES, by_elf
+from model.entry_points import ENTRY_POINTS, tree_of
+from model.layout import Layout, layout_for
 
 from .errors import SymbolError, first_line
 
 __all__ = ["Program", "load_program", "FUNCTIONS", "HOMES"]
 
-# Entry points trace/drive break on, and the program's ends (ALLOCATOR.md).
-FUNCTIONS = (
-    "page_alloc_init_area", "alloc_pages_flags", "memalign_pages_flags", "free_pages",
-    "reserve_pages", "unreserve_pages", "alloc_pages_area", "alloc_pages", "alloc_page",
-    "memalign_pages_area", "memalign_pages", "alloc_pages_special", "free_pages_special",
-    "exit", "abort", "checkpoint",
-)
+# Entry points trace/drive break on, and the program's ends (and the
+# fixture guest's checkpoint).
+FUNCTIONS = tuple(e.name for e in ENTRY_POINTS) + ("exit", "abort", "checkpoint")
 # Data symbols and the file that defines each.
 HOMES = {
     "areas": "alloc_page.c", "areas_mask": "alloc_page.c",
@@ -41,7 +39,6 @@ HOMES = {
 }
 # Names too common to take from another file when their home has none.
 _HOME_ONLY = {"base", "top"}
-_MACHINE_ARCH = {(a.elf_machine, a.ptr_size): a.name for a in ARCHES.values()}
 
 
 @dataclass(frozen=True)
@@ -110,7 +107,7 @@ def _load(elf: ELFFile, path: str, name: str, want_arch: str | None,
         hint = "2021" if struct["max_order_off"] is not None else "2020"
         layout = Layout.from_offsets(arch, format or hint, **struct)
     else:
-        hint = "2021" if "alloc_pages_flags" in symbols else "2020"
+        hint = tree_of(symbols)
         layout = layout_for(arch, format or hint)
     return Program(path, arch, layout, symbols, struct is not None, hint)
 
@@ -124,12 +121,13 @@ def _arch_of(elf: ELFFile, name: str, dwarf_address_size: int | None) -> str:
     if machine == "EM_386" and dwarf_address_size == 8:
         ptr = 8
         machine = "EM_X86_64"
-    arch = _MACHINE_ARCH.get((machine, ptr))
-    if arch is None:
+    found = by_elf(machine, ptr)
+    if found is None:
         raise SymbolError(f"{name} is a {elf.elfclass}-bit {machine} ELF; allocview knows "
                           f"{', '.join(ARCHES)}")
+    arch = found.name
     endian = "little" if elf.little_endian else "big"
-    if ARCHES[arch].endian != endian:
+    if found.endian != endian:
         raise SymbolError(f"{name} is a {endian}-endian {arch} ELF; allocview knows "
                           f"{arch} {ARCHES[arch].endian}-endian only")
     return arch

@@ -11,15 +11,13 @@ from dataclasses import dataclass
 import gdb  # type: ignore[import-not-found]
 
 from allocview.sources.hostmem import HostFirst, HostMemory, HostMemoryUnavailable, stub_owner
+from model.arch import ARCHES, by_gdb_name
+from model.entry_points import ENTRY_POINTS, tree_of
 from model.errors import LayoutError, MemoryReadError
 from model.layout import Layout, layout_for
 
-__all__ = ["GdbMemory", "Program", "program", "forget", "GDB_ARCHES", "HOST", "host_memory",
+__all__ = ["GdbMemory", "Program", "program", "forget", "HOST", "host_memory",
            "memory", "forget_host"]
-
-GDB_ARCHES = {"i386:x86-64": "x86_64", "i386:x64-32": "x86_64", "i386": "i386",
-              "s390:64-bit": "s390x", "aarch64": "aarch64", "arm": "arm",
-              "riscv:rv64": "riscv64", "powerpc:common64": "ppc64"}
 
 
 class GdbMemory:
@@ -138,10 +136,11 @@ def _arch_name() -> str:
         name = gdb.selected_inferior().architecture().name()
     except (gdb.error, AttributeError):
         name = gdb.execute("show architecture", to_string=True).split()[-1].rstrip(".)")
-    if name not in GDB_ARCHES:
+    found = by_gdb_name(name)
+    if found is None:
         raise gdb.GdbError(f"allocview: gdb architecture {name!r} is not one allocview knows "
-                           f"({', '.join(sorted(set(GDB_ARCHES.values())))})")
-    return GDB_ARCHES[name]
+                           f"({', '.join(ARCHES)})")
+    return found.name
 
 
 def address_of(names: list[str]) -> int | None:
@@ -181,12 +180,6 @@ def _dwarf_layout(arch: str, format_hint: str | None) -> Layout | None:
                                max_areas=max_areas)
 
 
-ENTRY_POINTS = ("page_alloc_init_area", "alloc_pages_flags", "memalign_pages_flags", "free_pages",
-                "reserve_pages", "unreserve_pages", "alloc_pages_area", "alloc_pages",
-                "alloc_page", "memalign_pages_area", "memalign_pages", "alloc_pages_special",
-                "free_pages_special")
-
-
 def program(format_hint: str | None = None) -> Program:
     """What the allocator looks like in the program gdb has loaded."""
     global _cached
@@ -205,9 +198,9 @@ def program(format_hint: str | None = None) -> Program:
         source = "DWARF"
     except LayoutError as e:
         raise gdb.GdbError(f"allocview: {e}") from None
+    syms = {e.name: a for e in ENTRY_POINTS if (a := address_of([e.name])) is not None}
     if layout is None:
-        hint = format_hint or ("2021" if address_of(["alloc_pages_flags"]) else "2020")
+        hint = format_hint or tree_of(syms)
         layout, source = layout_for(arch, hint), "built-in table (no debug info)"
-    syms = {n: a for n in ENTRY_POINTS if (a := address_of([n])) is not None}
     _cached = Program(arch, layout, source, areas, mask, syms)
     return _cached

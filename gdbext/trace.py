@@ -19,37 +19,19 @@ import time
 
 import gdb  # type: ignore[import-not-found]
 
-from model.trace import SIGNATURES, TraceWriter
+from model.entry_points import SIGNATURES, outermost
+from model.trace import TraceWriter
 
 from . import target
 
-__all__ = ["CallWatcher", "Tracer", "RETURN_MNEMONICS", "entry_points"]
+__all__ = ["CallWatcher", "Tracer", "entry_points"]
 
-# Per arch: integer argument registers, return register, stack-passed args
-# (i386 cdecl), the stack pointer register.
-ABI = {
-    "x86_64": (("rdi", "rsi", "rdx", "rcx", "r8", "r9"), "rax", False, "rsp"),
-    "i386": ((), "eax", True, "esp"),
-    "aarch64": (tuple(f"x{i}" for i in range(8)), "x0", False, "sp"),
-    "riscv64": (tuple(f"a{i}" for i in range(8)), "a0", False, "sp"),
-    "s390x": (("r2", "r3", "r4", "r5", "r6"), "r2", False, "r15"),
-    "ppc64": (tuple(f"r{i}" for i in range(3, 11)), "r3", False, "r1"),
-}
 _TARGET = re.compile(r"\b0x([0-9a-f]+)\b")
-RETURN_MNEMONICS = ("ret", "retq", "repz ret", "rep ret", "blr", "br\t%r14", "br %r14")
 
 
 def entry_points(prog) -> list[str]:
-    """The outermost entry points this program has (ALLOCATOR.md, entry
-    points): the *_flags set in 2021 trees, the *_area set in 2020 ones."""
-    have = set(prog.symbols)
-    if "alloc_pages_flags" in have:
-        names = ["page_alloc_init_area", "alloc_pages_flags", "memalign_pages_flags", "free_pages",
-                 "reserve_pages", "unreserve_pages"]
-    else:
-        names = ["page_alloc_init_area", "alloc_pages_area", "memalign_pages_area", "free_pages",
-                 "alloc_pages_special", "free_pages_special"]
-    return [n for n in names if n in have]
+    """The outermost entry points this program has (model.entry_points)."""
+    return outermost(prog.symbols)
 
 
 def _reg(frame, name: str) -> int:
@@ -62,10 +44,8 @@ class CallWatcher:
 
     def __init__(self, funcs: list[str]):
         prog = target.program()
-        if prog.arch not in ABI:
-            raise gdb.GdbError(f"allocview: watching calls is not supported on {prog.arch} yet")
         self.prog = prog
-        self.abi = ABI[prog.arch]
+        self.abi = prog.layout.arch.abi
         self.word = prog.layout.ptr_size
         self.endian = prog.layout.endian
         self.stack: list[tuple[str, int, tuple[int, ...]]] = []
@@ -103,7 +83,7 @@ class CallWatcher:
             seen.add(block.start)
             for insn in arch.disassemble(block.start, block.end - 1):
                 asm = insn["asm"].strip()
-                if any(asm == m or asm.startswith(m + " ") for m in RETURN_MNEMONICS):
+                if self.abi.is_return(asm):
                     out.append(insn["addr"])
                 elif asm.startswith("j") and (m := _TARGET.search(asm)):
                     t = int(m.group(1), 16)
@@ -114,14 +94,13 @@ class CallWatcher:
     # ------------------------------------------------------------- recording
     def args(self, frame, func: str) -> tuple[int, ...]:
         sizes, _ = SIGNATURES[func]
-        regs, _, on_stack, sp_name = self.abi
-        if not on_stack:
+        if not self.abi.stack_args:
             out = []
-            for reg, size in zip(regs, sizes):
+            for reg, size in zip(self.abi.args, sizes):
                 v = _reg(frame, reg)
                 out.append(v & ((1 << (8 * size)) - 1) if size else v)
             return tuple(out)
-        sp = _reg(frame, sp_name)
+        sp = _reg(frame, self.abi.sp)
         mem = gdb.selected_inferior()
         off = sp + self.word                  # skip the return address
         out = []
@@ -135,7 +114,7 @@ class CallWatcher:
 
     def enter(self, func: str) -> None:
         frame = gdb.selected_frame()
-        sp = _reg(frame, self.abi[3])
+        sp = _reg(frame, self.abi.sp)
         if self.stack and self.stack[-1][0] == func and self.stack[-1][1] == sp:
             self.duplicates += 1          # the stub reported this hit twice
             return
@@ -150,7 +129,7 @@ class CallWatcher:
         _, returns = SIGNATURES[func]
         result = None
         if returns:
-            v = _reg(gdb.selected_frame(), self.abi[1])
+            v = _reg(gdb.selected_frame(), self.abi.ret)
             if func == "reserve_pages":
                 v &= 0xFFFFFFFF
                 v = v - (1 << 32) if v >> 31 else v

@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field, replace
 
+from .arch import ARCHES, Arch, arch as _arch
 from .errors import LayoutError
 
 __all__ = [
@@ -22,43 +23,6 @@ __all__ = [
 ]
 
 FORMATS = ("2020", "2021")
-GiB = 1 << 30
-MiB = 1 << 20
-
-
-@dataclass(frozen=True)
-class Arch:
-    name: str
-    ptr_size: int            # bytes in a pointer / unsigned long
-    endian: str              # "little" or "big"
-    u64_align: int           # alignment of a 64-bit member inside a struct
-    page_shift: int = 12
-    gdb_arch: str = ""       # gdb's `set architecture` name
-    elf_machine: str = ""    # pyelftools e_machine
-
-    @property
-    def page_size(self) -> int:
-        return 1 << self.page_shift
-
-    @property
-    def nlists(self) -> int:
-        """NLISTS = BITS_PER_LONG - PAGE_SHIFT."""
-        return self.ptr_size * 8 - self.page_shift
-
-
-ARCHES: dict[str, Arch] = {
-    a.name: a
-    for a in (
-        Arch("x86_64", 8, "little", 8, gdb_arch="i386:x86-64", elf_machine="EM_X86_64"),
-        Arch("i386", 4, "little", 4, gdb_arch="i386", elf_machine="EM_386"),
-        Arch("s390x", 8, "big", 8, gdb_arch="s390:64-bit", elf_machine="EM_S390"),
-        Arch("aarch64", 8, "little", 8, gdb_arch="aarch64", elf_machine="EM_AARCH64"),
-        Arch("arm", 4, "little", 8, gdb_arch="arm", elf_machine="EM_ARM"),
-        Arch("riscv64", 8, "little", 8, gdb_arch="riscv:rv64", elf_machine="EM_RISCV"),
-        Arch("ppc64", 8, "big", 8, page_shift=16, gdb_arch="powerpc:common64",
-             elf_machine="EM_PPC64"),
-    )
-}
 
 
 class Status(enum.IntEnum):
@@ -225,21 +189,16 @@ class Layout:
                      freelists_off: int, nlists: int, max_areas: int) -> "Layout":
         """A layout from offsets someone read (gdb types, ELF DWARF)."""
         a = _arch(arch)
-        if nlists != a.nlists:
-            raise LayoutError(f"freelists has {nlists} entries; {arch} with "
-                              f"{a.page_size}-byte pages has {a.nlists}")
+        shift = a.page_shift_for_nlists(nlists)
+        if shift is None:
+            raise LayoutError(f"freelists has {nlists} entries: no {arch} page size gives "
+                              f"NLISTS {nlists} (BITS_PER_LONG {a.bits} - PAGE_SHIFT)")
+        a = a.with_page_shift(shift)
         struct = AreaStruct(size, base_off, base_size, top_off, page_states_off,
                             max_order_off, freelists_off, nlists, a.ptr_size)
         tree = "2021" if max_order_off is not None else "2020"
-        slots = slots_for(arch, tree if max_areas != 6 else "2020")
+        slots = slots_for(a, tree if max_areas != 6 else "2020")
         return Layout(a, _format(format), struct, slots, max_areas)
-
-
-def _arch(name: str) -> Arch:
-    try:
-        return ARCHES[name]
-    except KeyError:
-        raise LayoutError(f"unknown arch {name!r}: expected one of {', '.join(ARCHES)}") from None
 
 
 def _format(format: str) -> str:
@@ -308,37 +267,33 @@ BUILTIN_STRUCTS: dict[tuple[str, str], tuple[int, ...]] = {
 
 
 def _builtin_struct(arch: Arch, tree: str) -> AreaStruct:
+    if arch.page_shift != _arch(arch.name).page_shift:
+        return area_struct_for(arch, tree)       # another page size: other NLISTS
     size, base, top, ps, mo, fl = BUILTIN_STRUCTS[(arch.name, tree)]
     return AreaStruct(size, base, 8 if tree == "2021" else arch.ptr_size, top, ps,
                       None if mo < 0 else mo, fl, arch.nlists, arch.ptr_size)
 
 
-def _pfn(addr: int, arch: Arch) -> int:
-    return addr >> arch.page_shift
+def slots_for(arch: "Arch | str", tree: str) -> tuple[Slot, ...]:
+    """Area slots of a tree in pfns of the arch's page size."""
+    a = _arch(arch) if isinstance(arch, str) else arch
+    shift = a.page_shift
+    return tuple(Slot(r.number, r.name, r.start >> shift,
+                      None if r.end is None else r.end >> shift) for r in a.slots[tree])
 
 
-def slots_for(arch_name: str, tree: str) -> tuple[Slot, ...]:
-    """Area slots per arch and tree (lib/<arch>/asm/memory_areas.h)."""
-    arch = _arch(arch_name)
-    p = lambda addr: _pfn(addr, arch)  # noqa: E731
-    if arch.name in ("x86_64", "i386"):
-        if tree == "2021":
-            return (Slot(0, "NORMAL", p(64 * GiB), None), Slot(1, "HIGH", p(4 * GiB), p(64 * GiB)),
-                    Slot(2, "LOW", p(16 * MiB), p(4 * GiB)), Slot(3, "LOWEST", 0, p(16 * MiB)))
-        return (Slot(0, "NORMAL", p(64 * GiB), None), Slot(1, "PAE_HIGH", p(4 * GiB), p(64 * GiB)),
-                Slot(2, "LOW", 0, p(4 * GiB)))
-    if arch.name == "s390x":
-        return (Slot(0, "NORMAL", p(2 * GiB), None), Slot(1, "LOW", 0, p(2 * GiB)))
-    return (Slot(0, "NORMAL", 0, None),)
+def max_areas_for(arch: "Arch | str", tree: str) -> int:
+    a = _arch(arch) if isinstance(arch, str) else arch
+    return a.max_areas[tree]
 
 
-def max_areas_for(arch_name: str, tree: str) -> int:
-    if tree == "2020":
-        return 6
-    return {"x86_64": 4, "i386": 4, "s390x": 2}.get(arch_name, 1)
-
-
-def layout_for(arch: str, format: str) -> Layout:
-    """The built-in layout of a tree of that format for that arch."""
+def layout_for(arch: str, format: str, page_shift: int | None = None) -> Layout:
+    """The built-in layout of a tree of that format for that arch (built
+    with `page_shift`, default the arch's usual page size)."""
     a, f = _arch(arch), _format(format)
-    return Layout(a, f, _builtin_struct(a, f), slots_for(arch, f), max_areas_for(arch, f))
+    if page_shift is not None:
+        if page_shift not in a.page_shifts:
+            sizes = ", ".join(f"{1 << s >> 10} KiB" for s in a.page_shifts)
+            raise LayoutError(f"{arch} builds use {sizes} pages, not {1 << page_shift} bytes")
+        a = a.with_page_shift(page_shift)
+    return Layout(a, f, _builtin_struct(a, f), slots_for(a, f), max_areas_for(a, f))

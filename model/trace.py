@@ -14,30 +14,13 @@ import json
 import zlib
 from dataclasses import dataclass, field
 
+from .entry_points import SIGNATURES, VOID_FUNCS
 from .errors import AllocviewError
 from .reference import AreaState
 
 __all__ = ["Call", "Trace", "read_trace", "TraceWriter", "state_to_json", "state_from_json",
            "VOID_FUNCS", "SIGNATURES"]
 
-# Parameter sizes in bytes (0: pointer or size_t/long, the guest's word) and
-# whether the function returns something. Used where DWARF is missing.
-SIGNATURES: dict[str, tuple[tuple[int, ...], bool]] = {
-    "page_alloc_init_area": ((1, 8, 8), False),
-    "alloc_pages_flags": ((4, 4), True),
-    "memalign_pages_flags": ((0, 0, 4), True),
-    "free_pages": ((0,), False),
-    "reserve_pages": ((8, 0), True),
-    "unreserve_pages": ((8, 0), False),
-    "alloc_pages_area": ((4, 4), True),
-    "alloc_pages": ((4,), True),
-    "alloc_page": ((), True),
-    "memalign_pages_area": ((4, 0, 0), True),
-    "memalign_pages": ((0, 0), True),
-    "alloc_pages_special": ((8, 0), True),
-    "free_pages_special": ((8, 0), False),
-}
-VOID_FUNCS = {f for f, (_, ret) in SIGNATURES.items() if not ret}
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ def imports_of(path):
 
 
 def test_model_imports_only_the_standard_library():
-    for path in sorted((ROOT / "model").glob("*.py")):
+    for path in sorted((ROOT / "model").rglob("*.py")):
         for name, level in imports_of(path):
             if level:
                 continue

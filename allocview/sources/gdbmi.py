@@ -15,7 +15,7 @@ import subprocess
 import time
 
 from model.errors import MemoryReadError
-from model.layout import ARCHES
+from model.arch import ARCHES
 
 from ..errors import SourceError
 from . import Source

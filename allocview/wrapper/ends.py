@@ -5,8 +5,8 @@ Under TCG a breakpoint costs more than its hit: QEMU translates every
 instruction on the breakpoint's guest page one at a time, so a breakpoint
 on `abort`, which shares its page with memcpy and malloc, slowed the
 upstream sieve test by half. `abort()` calls `exit()` in kvm-unit-tests
-and in the fixture guest, so where the program's own code says so (an x86
-`call exit` inside abort), one breakpoint on exit serves both and the
+and in the fixture guest, so where the program's own code says so (a
+direct call of exit inside abort, decoded by the arch's ABI), one breakpoint on exit serves both and the
 return address tells them apart.
 """
 
@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
-__all__ = ["Ends", "find_ends", "RETURN_ADDRESS_EXPR"]
+from model.arch import arch as arch_named
 
-# The return address at a function's first instruction, per program arch.
-RETURN_ADDRESS_EXPR = {"x86_64": "*(unsigned long *)$rsp", "i386": "*(unsigned int *)$esp"}
+__all__ = ["Ends", "find_ends"]
 
 
 @dataclass(frozen=True)
@@ -60,18 +59,8 @@ def _code(elf: ELFFile, addr: int, size: int) -> bytes | None:
     return None
 
 
-def _calls(code: bytes, at: int, target: int) -> bool:
-    """An x86 `call rel32` (E8) in `code` (at address `at`) to `target`."""
-    for i in range(len(code) - 4):
-        if code[i] == 0xE8:
-            rel = int.from_bytes(code[i + 1:i + 5], "little", signed=True)
-            if at + i + 5 + rel == target:
-                return True
-    return False
-
-
 def find_ends(elf_path: str, arch: str, exit_addr: int, abort_addr: int | None) -> Ends:
-    if abort_addr is None or arch not in RETURN_ADDRESS_EXPR:
+    if abort_addr is None:
         return Ends(exit_addr, abort_addr)
     try:
         with open(elf_path, "rb") as f:
@@ -83,4 +72,5 @@ def find_ends(elf_path: str, arch: str, exit_addr: int, abort_addr: int | None) 
     if code is None:
         return Ends(exit_addr, abort_addr)
     rng = (abort_addr, abort_addr + len(code))
-    return Ends(exit_addr, abort_addr, rng, _calls(code, abort_addr, exit_addr))
+    calls = arch_named(arch).abi.direct_calls(code, abort_addr)
+    return Ends(exit_addr, abort_addr, rng, exit_addr in set(calls))

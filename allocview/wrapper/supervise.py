@@ -20,29 +20,21 @@ import time
 from ..errors import SymbolError
 from . import qmp
 from .children import Listeners, kill, reap, spawn
-from .ends import RETURN_ADDRESS_EXPR, Ends, find_ends
+from .ends import Ends, find_ends
 from .mi import Bus, MiError, MiSession, SessionMemory
 from .outcome import Outcome
 
-__all__ = ["Outcome", "Supervisor", "EXIT_CODE_EXPR", "gdb_arch_for"]
-
-# The first argument of exit(int) at its first instruction, per program arch.
-EXIT_CODE_EXPR = {"x86_64": "(int)$rdi", "i386": "*(int *)($esp + 4)", "aarch64": "(int)$x0",
-                  "arm": "(int)$r0", "s390x": "(int)$r2", "ppc64": "(int)$r3",
-                  "riscv64": "(int)$a0"}
-
+__all__ = ["Outcome", "Supervisor", "gdb_arch_for"]
 
 def gdb_arch_for(qemu: str, program_arch: str) -> str:
     """The stub's register set follows the QEMU binary, not the program: an
     x86_64 QEMU talks x86-64 even while the guest is still in 32-bit mode."""
-    from model.layout import ARCHES
+    from model.arch import arch, by_qemu
 
-    base = os.path.basename(qemu)
-    if "x86_64" in base:
-        return "i386:x86-64"
-    if "i386" in base:
-        return "i386"
-    return ARCHES[program_arch].gdb_arch
+    program, emulator = arch(program_arch), by_qemu(qemu)
+    if emulator is not None and emulator.family == program.family and emulator.stub_follows_qemu:
+        return emulator.gdb_arch
+    return program.gdb_arch
 
 
 def _signame(sig: int) -> str:
@@ -280,9 +272,10 @@ class Supervisor:
         """"exit(N)", or "abort" (its breakpoint, or exit called from it)."""
         if which == "abort":
             return "abort"
-        exprs = [EXIT_CODE_EXPR.get(prog.arch, "0")]
+        abi = prog.layout.arch.abi
+        exprs = [f"(int){abi.arg_expr(0, prog.layout.ptr_size)}"]
         if ends.abort_range is not None:
-            exprs.append(RETURN_ADDRESS_EXPR[prog.arch])
+            exprs.append(abi.return_address)
         recs = self.mi.batch([f'-data-evaluate-expression "{e}"' for e in exprs], self.timeout)
         values = []
         for rec in recs:
