@@ -2,7 +2,6 @@
 command line belongs to QEMU, byte for byte.
 
     ALLOCVIEW_REPORT_DIR  write <test>.json and append to summary.txt there
-                          (unset: no files, the summary line on stderr)
     ALLOCVIEW_FAIL_ON     "error": exit EXIT_FINDINGS when error findings
                           exist (unset or "never": QEMU's status, always)
     ALLOCVIEW_ELF         the ELF with the kernel's symbols (else foo.elf
@@ -11,9 +10,14 @@ command line belongs to QEMU, byte for byte.
     ALLOCVIEW_GDB         gdb (else "gdb" on PATH)
     ALLOCVIEW_TEST_NAME   the report's name (else the runner's TESTNAME, else
                           the kernel's file name)
-    ALLOCVIEW_STDERR      "1": the summary line on stderr also with a report
-                          directory; "0": never (default: only without one,
-                          and when ALLOCVIEW_FAIL_ON fails the test)
+    ALLOCVIEW_SUMMARY     where else the one-line summary goes: a file
+                          (appended), "fd:N" (an open descriptor), or
+                          "stderr" (as a warning line, which kvm-unit-tests'
+                          runner does not count against a test); unset:
+                          nowhere else
+    ALLOCVIEW_STDERR      "1": same as ALLOCVIEW_SUMMARY=stderr; "0": nothing
+                          on stderr, not even the line of a test that
+                          ALLOCVIEW_FAIL_ON fails
     ALLOCVIEW_TIMEOUT     seconds for attaching and for the check (default 30)
     ALLOCVIEW_SOURCE      "auto" (default): read guest RAM from the QEMU child
                           itself (/proc/PID/mem), the stub checking the first
@@ -46,16 +50,17 @@ class Settings:
     qemu: str | None = None
     gdb: str = "gdb"
     test_name: str | None = None
-    stderr: bool | None = None      # None: the default rule above
+    summary: str | None = None      # None, "stderr", "fd:N" or a path
+    quiet: bool = False             # ALLOCVIEW_STDERR=0
     timeout: float = 30.0
     source: str = "auto"
 
-    def summary_to_stderr(self, failing: bool) -> bool:
-        if self.stderr is not None:
-            return self.stderr
-        # kvm-unit-tests' runner turns a passing QEMU status 1 into FAIL when
-        # stderr holds anything but warnings: stay quiet there unless failing
-        return self.report_dir is None or failing
+    def failure_to_stderr(self, failing: bool) -> bool:
+        """Whether the summary goes to stderr as a failure line: only when
+        ALLOCVIEW_FAIL_ON failed the test (kvm-unit-tests' runner turns a
+        passing QEMU status 1 into FAIL when stderr holds anything but
+        warnings, so nothing else of allocview's is ever an error line)."""
+        return failing and not self.quiet
 
 
 def from_env(env: dict[str, str] | None = None) -> Settings:
@@ -66,6 +71,9 @@ def from_env(env: dict[str, str] | None = None) -> Settings:
     stderr = env.get("ALLOCVIEW_STDERR")
     if stderr not in (None, "", "0", "1"):
         raise SettingsError(f"ALLOCVIEW_STDERR={stderr}: expected 0 or 1")
+    summary = env.get("ALLOCVIEW_SUMMARY") or ("stderr" if stderr == "1" else None)
+    if summary and summary.startswith("fd:") and not summary[3:].isdigit():
+        raise SettingsError(f"ALLOCVIEW_SUMMARY={summary}: expected stderr, fd:N or a file")
     try:
         timeout = float(env.get("ALLOCVIEW_TIMEOUT") or 30.0)
     except ValueError:
@@ -78,4 +86,4 @@ def from_env(env: dict[str, str] | None = None) -> Settings:
                     elf=env.get("ALLOCVIEW_ELF") or None, qemu=env.get("ALLOCVIEW_QEMU") or None,
                     gdb=env.get("ALLOCVIEW_GDB") or "gdb",
                     test_name=env.get("ALLOCVIEW_TEST_NAME") or None,
-                    stderr=None if not stderr else stderr == "1", timeout=max(1.0, timeout))
+                    summary=summary, quiet=stderr == "0", timeout=max(1.0, timeout))

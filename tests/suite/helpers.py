@@ -19,18 +19,19 @@ ROOT = Path(__file__).resolve().parents[2]
 RUNNER = Path(__file__).resolve().parent / "kut_runner.sh"
 DEBUG_EXIT = "isa-debug-exit,iobase=0xf4,iosize=0x4"
 
-__all__ = ["ROOT", "RunResult", "Workdir", "guest_args", "kut_verdict", "leftovers",
+__all__ = ["ROOT", "RunResult", "Workdir", "guest_args", "leftovers",
            "measure_overhead"]
 
 
 @dataclass
 class RunResult:
-    status: int | None          # the runner's $? (None: a probe failed)
+    status: int | None          # QEMU's (or the wrapper's) status (None: not run)
     stdout: bytes
     stderr: bytes
     version: str
     seconds: float              # the test's command line alone (no probes)
     runner_status: int
+    verdict: str                # the runner's: PASS, SKIP, FAIL (...); "" when a probe failed
 
     @property
     def stderr_text(self) -> str:
@@ -110,7 +111,8 @@ class Workdir:
         assert proc.returncode == 0 or status is None, (proc.returncode, runner_err)
         read = (lambda n: (out / n).read_bytes() if (out / n).exists() else b"")
         return RunResult(status, read("stdout"), read("stderr"),
-                         read("version").decode().strip(), took, proc.returncode)
+                         read("version").decode().strip(), took, proc.returncode,
+                         read("verdict").decode().strip())
 
     def report(self, name: str) -> dict:
         return json.loads((self.reports / f"{name}.json").read_text())
@@ -168,22 +170,6 @@ def leftovers(marker: str, wait: float = 3.0) -> list[str]:
         if not found or time.monotonic() > deadline:
             return found
         time.sleep(0.1)
-
-
-def kut_verdict(status: int | None, stderr: bytes) -> str:
-    """PASS / FAIL / SKIP as kvm-unit-tests' runner derives it from QEMU's
-    status and stderr (its documented status table, re-stated): 1 is the
-    test's success unless stderr holds a line that is not a warning; 0 is a
-    QEMU that ended without isa-debug-exit; 77 SKIP; 124 timeout; 128 + n
-    a signal; anything else FAIL."""
-    if status is None:
-        return "FAIL (probe)"
-    if status == 1:
-        lines = [ln for ln in stderr.decode(errors="replace").splitlines() if ln.strip()]
-        return "PASS" if all("warning" in ln.lower() for ln in lines) else "FAIL"
-    if status == 77:
-        return "SKIP"
-    return "FAIL"
 
 
 def measure_overhead(variant: str = "x86_64-2021", runs: int = 5,

@@ -5,6 +5,7 @@ test, and nothing left running."""
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 
@@ -12,7 +13,7 @@ import pytest
 
 from harness import Variant
 
-from .helpers import guest_args, kut_verdict
+from .helpers import guest_args
 
 HEALTHY = "seed=1 exit=1"
 
@@ -37,7 +38,7 @@ def test_a_healthy_test_runs_as_without_allocview_and_gets_a_clean_report(work, 
     assert wrapped.stderr == plain.stderr == b""               # quiet with a report dir
     assert wrapped.status == plain.status
     assert wrapped.version == plain.version and wrapped.version.startswith("QEMU emulator")
-    assert kut_verdict(wrapped.status, wrapped.stderr) == "PASS"
+    assert wrapped.verdict == plain.verdict == "PASS"
     doc = work.report(variant)
     t = doc["test"]
     assert (t["ended"], t["checked"], t["qemu_status"], t["status"]) == ("exit(0)", True, 1, 1)
@@ -90,7 +91,7 @@ def test_error_findings_leave_the_status_alone_unless_asked(work):
                                                       ALLOCVIEW_FAIL_ON="error"))
     assert kept.status == plain.status == 1 and kept.stdout == failed.stdout == plain.stdout
     assert kept.stderr == b""
-    assert failed.status == 4 and kut_verdict(failed.status, failed.stderr) == "FAIL"
+    assert failed.status == 4 and failed.verdict == "FAIL" and kept.verdict == "PASS"
     line = failed.stderr_text.strip()
     assert line.startswith("allocview: failed: exit(0), QEMU status 1, exit status 4: ") \
         and "unmerged-buddies" in line, line
@@ -101,13 +102,59 @@ def test_error_findings_leave_the_status_alone_unless_asked(work):
         assert doc["test"]["qemu_status"] == 1
 
 
-def test_without_a_report_directory_the_summary_goes_to_stderr(work):
+# Every way a test can end, as (guest command line, extra QEMU arguments,
+# runner timeout): the runner's verdict must be the same with and without
+# allocview-qemu, with and without a report directory.
+ENDINGS = {
+    "pass": (HEALTHY, [], 60),
+    "pass with QEMU warnings": (HEALTHY, ["-cpu", "Haswell"], 60),   # status 1, warning lines
+    "abort": ("seed=1 exit=1 mode=abort", [], 60),
+    "timeout": ("seed=1 exit=1 mode=hang", [], 4),
+    "allocator never initialised": ("exit=1 mode=noalloc", [], 60),
+    "qemu refuses its command line": (HEALTHY, ["-device", "no-such-device"], 60),
+}
+
+
+def _sender(stderr: bytes) -> bytes:
+    return re.sub(rb"from pid \d+ \([^)]*\)", b"from pid P", stderr)
+
+
+@pytest.mark.parametrize("ending", list(ENDINGS))
+def test_the_runner_verdict_is_the_same_with_allocview_qemu(work, ending):
+    append, extra, timeout = ENDINGS[ending]
     v = Variant.parse("x86_64-2021")
-    env = work.env(ALLOCVIEW_REPORT_DIR="", ALLOCVIEW_TEST_NAME="loud")
-    r = work.run(work.wrapper, guest_args(v, HEALTHY, work.marker), env=env)
-    assert r.status == 1
+    args = guest_args(v, append, work.marker) + extra
+    plain = work.run(v.qemu, args, timeout=timeout)
+    assert plain.verdict, "the runner's probes failed on plain QEMU"
+    for report_dir in (str(work.reports), ""):
+        r = work.run(work.wrapper, args, timeout=timeout,
+                     env=work.env(ALLOCVIEW_REPORT_DIR=report_dir, ALLOCVIEW_TEST_NAME="t"))
+        assert (r.verdict, r.status) == (plain.verdict, plain.status), (ending, report_dir)
+        assert r.stdout == plain.stdout
+        # nothing of ours; QEMU names who signalled it (timeout, or the
+        # wrapper passing timeout's signal on)
+        assert _sender(r.stderr) == _sender(plain.stderr), (ending, report_dir)
+    assert work.summary_lines() and all(line.startswith("allocview: t: ")
+                                        for line in work.summary_lines())
+
+
+def test_the_summary_goes_where_the_user_says_and_keeps_the_verdict(work):
+    v = Variant.parse("x86_64-2021")
+    args = guest_args(v, HEALTHY, work.marker)
+    env = dict(ALLOCVIEW_REPORT_DIR="", ALLOCVIEW_TEST_NAME="loud")
+    r = work.run(work.wrapper, args, env=work.env(ALLOCVIEW_SUMMARY="stderr", **env))
     lines = r.stderr_text.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("allocview: loud: exit(0), QEMU status 1: clean")
+    assert len(lines) == 1 and lines[0].startswith("allocview: warning: loud: exit(0), QEMU "
+                                                   "status 1: clean"), lines
+    assert r.verdict == "PASS"
+    legacy = work.run(work.wrapper, args, env=work.env(ALLOCVIEW_STDERR="1", **env))
+    assert legacy.stderr == r.stderr and legacy.verdict == "PASS"
+    path = work.path / "summaries.txt"
+    for _ in range(2):
+        f = work.run(work.wrapper, args, env=work.env(ALLOCVIEW_SUMMARY=str(path), **env))
+        assert f.stderr == b"" and f.verdict == "PASS"
+    got = path.read_text().splitlines()
+    assert len(got) == 2 and all(g.startswith("allocview: loud: exit(0)") for g in got)
     assert not work.reports.exists()
 
 
@@ -212,9 +259,11 @@ def test_gdb_trouble_never_hangs_the_test(work, gdb, why):
 def test_a_qemu_that_fails_to_start(work):
     v = Variant.parse("x86_64-2021")
     args = guest_args(v, HEALTHY, work.marker) + ["-m", "lots"]
-    plain = work.run(v.qemu, args)
-    r = work.run(work.wrapper, args, env=work.env(ALLOCVIEW_TEST_NAME="bad"))
-    assert plain.status == 1 and b"lots" in plain.stderr
+    # the runner's own probe calls such a test SKIP before running it:
+    # see the run itself
+    plain = work.run(v.qemu, args, env=work.env(KUT_PREMATURE=0))
+    r = work.run(work.wrapper, args, env=work.env(ALLOCVIEW_TEST_NAME="bad", KUT_PREMATURE=0))
+    assert plain.status == 1 and b"lots" in plain.stderr and r.verdict == plain.verdict
     assert (r.status, r.stdout, r.stderr) == (plain.status, plain.stdout, plain.stderr)
     assert work.report("bad")["test"]["ended"] == \
         "no check: QEMU exited (status 1) before allocview could attach"

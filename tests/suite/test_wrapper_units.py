@@ -74,13 +74,15 @@ def test_the_test_name_prefers_allocview_then_the_runner_then_the_file():
 def test_settings_come_from_the_environment_and_are_checked():
     s = from_env({"ALLOCVIEW_FAIL_ON": "error", "ALLOCVIEW_REPORT_DIR": "/r"})
     assert (s.fail_on, s.report_dir, s.gdb) == ("error", "/r", "gdb")
-    # quiet on stderr with a report directory (the runner's PASS needs a
-    # clean stderr), loud without one, and whenever the check fails the test
-    assert not s.summary_to_stderr(failing=False) and s.summary_to_stderr(failing=True)
-    assert from_env({}).summary_to_stderr(failing=False)
-    assert from_env({"ALLOCVIEW_REPORT_DIR": "/r", "ALLOCVIEW_STDERR": "1"}) \
-        .summary_to_stderr(failing=False)
+    # an error line on stderr only when the check fails the test; the
+    # summary elsewhere only where the user says
+    assert not s.failure_to_stderr(failing=False) and s.failure_to_stderr(failing=True)
+    assert from_env({}).summary is None
+    assert from_env({"ALLOCVIEW_STDERR": "1"}).summary == "stderr"
+    assert from_env({"ALLOCVIEW_SUMMARY": "fd:3"}).summary == "fd:3"
+    assert not from_env({"ALLOCVIEW_STDERR": "0"}).failure_to_stderr(failing=True)
     for bad in ({"ALLOCVIEW_FAIL_ON": "sometimes"}, {"ALLOCVIEW_STDERR": "yes"},
+                {"ALLOCVIEW_SUMMARY": "fd:x"},
                 {"ALLOCVIEW_TIMEOUT": "soon"}, {"ALLOCVIEW_SOURCE": "proc"}):
         with pytest.raises(SettingsError):
             from_env(bad)
