@@ -3,15 +3,25 @@
 `check(snapshot)` returns one `Finding` per broken thing. Where one breach
 makes others meaningless (a descriptor that points at the wrong metadata, a
 list cut short) the consequences are folded into the one finding, so the
-report leads to the cause.
+report leads to the cause; a run of like breaches at consecutive blocks
+(thousands of unmerged single pages) is one finding with a count.
+
+Healthy areas take the fast path: list membership, block bytes and buddy
+pairs are compared as whole byte masks and sets, so millions of free pages
+cost C loops, not Python ones. Any doubt sends an area's lists through the
+node-by-node path, which explains each breach.
 """
 
 from __future__ import annotations
 
+from collections import deque
+from itertools import repeat
+from operator import ne
+
 from .findings import Finding, Severity
 from .layout import Status
 from .list import ListWalk
-from .pages import BlockDefect
+from .pages import BlockDefect, positions
 from .snapshot import AreaSnapshot, Snapshot
 
 __all__ = ["check", "errors"]
@@ -47,7 +57,12 @@ def _check_areas(snap: Snapshot, excluded: set[int]) -> list[Finding]:
                            f"areas_mask {mask:#x} has bits above slot {lay.max_areas - 1} "
                            f"(MAX_AREAS is {lay.max_areas})", (("areas_mask", mask),)))
     unchecked = " (its pages and lists were not checked)"
+    # descriptors the decoder already judged (too large, outside RAM, unreadable)
+    judged = {f.slot for f in snap.problems if f.slot is not None and f.code != "area-beyond-ram"}
     for a in snap.areas:
+        if a.slot in judged and not a.decoded:
+            excluded.add(a.slot)
+            continue
         if not a.initialised:
             out.append(Finding("mask-mismatch", E, a.slot, snap.mask_addr,
                                f"slot {a.slot} holds an area (base {a.base:#x}, top {a.top:#x}) "
@@ -68,9 +83,6 @@ def _check_areas(snap: Snapshot, excluded: set[int]) -> list[Finding]:
                                (("base", a.base), ("top", a.top))))
             excluded.add(a.slot)
             continue
-        if not a.decoded:
-            excluded.add(a.slot)
-            continue
         first_page = snap.virt(a.base)
         if a.page_states + a.pages > first_page or a.page_states + a.pages < a.page_states:
             out.append(Finding("metadata-misplaced", E, a.slot, a.desc_addr,
@@ -78,6 +90,9 @@ def _check_areas(snap: Snapshot, excluded: set[int]) -> list[Finding]:
                                f"{a.page_states:#x} run past the first usable page "
                                f"{first_page:#x} (base {a.base:#x})" + unchecked,
                                (("page_states", a.page_states), ("base", a.base))))
+            excluded.add(a.slot)
+            continue
+        if not a.decoded:
             excluded.add(a.slot)
             continue
         slot = lay.slot(a.slot)
@@ -133,10 +148,118 @@ def _defect_finding(snap: Snapshot, a: AreaSnapshot, d: BlockDefect) -> Finding:
 # ------------------------------------------------------------------ lists
 def _check_lists(snap: Snapshot, live: list[AreaSnapshot]) -> list[Finding]:
     out: list[Finding] = []
+    for a in live:
+        got = _lists_fast(snap, a)
+        if got is None:
+            # one area in doubt: all go node by node (a node of one area
+            # can sit on another's list)
+            return _lists_slow(snap, live, live)
+        out += got
+    return out
+
+
+def _lists_fast(snap: Snapshot, a: AreaSnapshot) -> list[Finding] | None:
+    """The lists of one area checked as masks and sets: None when anything
+    is off that the node-by-node path must explain (a node outside the
+    area, on two lists, of the wrong byte or alignment, a broken link, a
+    truncated walk). Free blocks on no list are the one breach reported
+    here."""
+    meta, base, shift = a.metadata, a.base, snap.layout.page_shift
+    n = len(meta)
+    v0 = snap.virt(base)
+    lo, hi = v0, snap.virt(base + n)
+    listed = bytearray(n)
+    total = 0
+    free_high = a.blocks.free_high
+    for k, w in enumerate(a.freelists):
+        if not w.nodes:
+            if not w.complete:
+                return None
+            continue
+        nodes = w.nodes
+        if not w.complete or min(nodes) < lo or max(nodes) >= hi:
+            return None
+        if any(map(ne, w.prevs, (w.head,) + nodes[:-1])) or w.head_prev != nodes[-1]:
+            return None                                   # a broken link
+        idx = list(map((-v0).__add__, nodes))
+        if shift:
+            idx = [i >> shift for i in idx]
+        if k == 0:
+            mask0 = a.blocks.free_mask0()
+            if set(map(mask0.__getitem__, idx)) != {1}:
+                return None
+        else:
+            pfns = list(map(base.__add__, idx))
+            if not free_high.keys() >= set(pfns) or \
+                    {free_high[p] & 0x3F for p in pfns} != {k}:
+                return None
+        deque(map(listed.__setitem__, idx, repeat(k + 1)), maxlen=0)
+        total += len(idx)
+    if n - listed.count(0) != total:
+        return None                                       # a node on two lists
+    out = []
+    # free blocks on no list: order 0 by masks, the rest one by one
+    mask0 = a.blocks.free_mask0()
+    listed0 = listed.translate(_IS_ONE)
+    missing = int.from_bytes(mask0, "little") & ~int.from_bytes(listed0, "little")
+    if missing:
+        lost = positions(missing.to_bytes(n, "little"), 1, base)
+        out += _fold_not_listed(snap, a, [(p, meta[p - base]) for p in lost], 0)
+    by_order: dict[int, list[tuple[int, int]]] = {}
+    for p, b in free_high.items():
+        if not listed[p - base]:
+            by_order.setdefault(b & 0x3F, []).append((p, b))
+    for k, items in sorted(by_order.items()):
+        out += _fold_not_listed(snap, a, items, k)
+    return out
+
+
+_IS_ONE = bytes(1 if b == 1 else 0 for b in range(256))
+
+
+def _fold_not_listed(snap: Snapshot, a: AreaSnapshot, items: list[tuple[int, int]],
+                     k: int) -> list[Finding]:
+    """free-not-listed findings, a run of consecutive blocks as one."""
+    out = []
+    for run in _runs([p for p, _ in items], 1 << k):
+        first, count = run
+        b = a.metadata[first - a.base]
+        if count == 1:
+            out.append(Finding("free-not-listed", E, a.slot, snap.virt(first),
+                               f"free block at pfn {first:#x} (byte {b:#04x}, order {k}) "
+                               f"is on no list; expected on list {k} of area {a.slot}",
+                               (("pfn", first), ("byte", b))))
+        else:
+            last = first + (count - 1) * (1 << k)
+            out.append(Finding("free-not-listed", E, a.slot, snap.virt(first),
+                               f"{count} free blocks of order {k} from pfn {first:#x} to {last:#x} "
+                               f"(byte {b:#04x} first) are on no list; expected on list {k} of "
+                               f"area {a.slot}",
+                               (("pfn", first), ("byte", b), ("count", count),
+                                ("last_pfn", last)), count=count, last=snap.virt(last)))
+    return out
+
+
+def _runs(pfns: list[int], step: int) -> list[tuple[int, int]]:
+    """(first, count) of each run of pfns spaced `step` apart (pfns
+    ascending)."""
+    out: list[tuple[int, int]] = []
+    for p in pfns:
+        if out and p == out[-1][0] + out[-1][1] * step:
+            out[-1] = (out[-1][0], out[-1][1] + 1)
+        else:
+            out.append((p, 1))
+    return out
+
+
+def _lists_slow(snap: Snapshot, live: list[AreaSnapshot], slow: list[AreaSnapshot]) -> list[Finding]:
+    """Node by node, for the areas the fast path could not vouch for; the
+    other live areas take part only as owners of foreign nodes."""
+    out: list[Finding] = []
     claimed: dict[int, tuple[int, int]] = {}          # node -> (slot, order)
     shared: set[int] = set()
     merged: set[tuple[int, int]] = set()              # walks that ran into another list
-    walks = [(a, k, w) for a in live for k, w in enumerate(a.freelists)]
+    walks = [(a, k, w) for a in slow for k, w in enumerate(a.freelists)]
     for a, k, w in walks:
         first_shared = None
         for node in w.nodes:
@@ -158,6 +281,7 @@ def _check_lists(snap: Snapshot, live: list[AreaSnapshot]) -> list[Finding]:
 
     listed: dict[int, set[int]] = {a.slot: set() for a in live}
     truncated: dict[tuple[int, int], ListWalk] = {}
+    node_findings: list[Finding] = []
     for a, k, w in walks:
         out += _check_links(a, k, w, shared)
         if not w.complete:
@@ -167,7 +291,8 @@ def _check_lists(snap: Snapshot, live: list[AreaSnapshot]) -> list[Finding]:
                 continue
             f = _check_node(snap, a, k, node, listed, live)
             if f is not None:
-                out.append(f)
+                node_findings.append(f)
+    out += _fold_nodes(snap, node_findings)
     for (slot, k), w in truncated.items():
         a = next(x for x in live if x.slot == slot)
         missed = sum(1 for p, b in a.blocks.free.items()
@@ -175,15 +300,48 @@ def _check_lists(snap: Snapshot, live: list[AreaSnapshot]) -> list[Finding]:
         f = _walk_end_finding(a, k, w, missed, (slot, k) in merged)
         if f is not None:
             out.append(f)
-    for a in live:
-        for pfn, b in sorted(a.blocks.free.items()):
+    for a in slow:
+        by_order: dict[int, list[tuple[int, int]]] = {}
+        for pfn, b in a.blocks.free.items():
             k = b & 0x3F
             if pfn not in listed[a.slot] and (a.slot, k) not in truncated:
-                out.append(Finding("free-not-listed", E, a.slot, snap.virt(pfn),
-                                   f"free block at pfn {pfn:#x} (byte {b:#04x}, order {k}) "
-                                   f"is on no list; expected on list {k} of area {a.slot}",
-                                   (("pfn", pfn), ("byte", b))))
+                by_order.setdefault(k, []).append((pfn, b))
+        for k, items in sorted(by_order.items()):
+            out += _fold_not_listed(snap, a, items, k)
     return out
+
+
+def _fold_nodes(snap: Snapshot, found: list[Finding]) -> list[Finding]:
+    """list-node-not-free findings of pages in a row (a reserved range left
+    on a list) as one finding each run; the others as they are."""
+    keep = [f for f in found if f.code != "list-node-not-free"]
+    groups: dict[tuple, list[Finding]] = {}
+    for f in found:
+        if f.code == "list-node-not-free":
+            ev = dict(f.evidence)
+            groups.setdefault((f.slot, ev.get("byte"), ev.get("list")), []).append(f)
+    ps = snap.layout.page_size
+    for (slot, byte, k), fs in groups.items():
+        fs.sort(key=lambda f: f.address)
+        i = 0
+        while i < len(fs):
+            j = i + 1
+            while j < len(fs) and fs[j].address == fs[j - 1].address + ps:
+                j += 1
+            if j - i == 1:
+                keep.append(fs[i])
+            else:
+                first, last = fs[i].address, fs[j - 1].address
+                status = snap.layout.encoding.table[byte][0].name.lower()
+                keep.append(Finding("list-node-not-free", E, slot, first,
+                                    f"list {k} of area {slot} holds the {j - i} pages "
+                                    f"{first:#x} to {last:#x}, which are {status} (byte "
+                                    f"{byte:#04x}); only free blocks of order {k} belong there",
+                                    (("node", first), ("byte", byte), ("list", k),
+                                     ("count", j - i), ("last", last)),
+                                    count=j - i, last=last))
+            i = j
+    return keep
 
 
 def _check_links(a: AreaSnapshot, k: int, w: ListWalk, shared: set[int]) -> list[Finding]:
@@ -236,7 +394,7 @@ def _check_node(snap: Snapshot, a: AreaSnapshot, k: int, node: int,
                 listed: dict[int, set[int]], live: list[AreaSnapshot]) -> Finding | None:
     where = f"list {k} of area {a.slot}"
     pfn = snap.pfn(node)
-    home = next((x for x in live if x.base <= pfn < x.top), None)
+    home = next((x for x in live if x.base <= pfn < x.decoded_top), None)
     if home is None:
         return None              # in an area whose state is not trusted
     if home.slot != a.slot:
@@ -261,7 +419,7 @@ def _check_node(snap: Snapshot, a: AreaSnapshot, k: int, node: int,
     return Finding("list-node-not-free", E, a.slot, node,
                    f"{where} holds {node:#x}, whose page is {status.name.lower()} (byte "
                    f"{byte:#04x}); only free blocks of order {k} belong there",
-                   (("node", node), ("byte", byte)))
+                   (("node", node), ("byte", byte), ("list", k)))
 
 
 # -------------------------------------------------------------- max_order
@@ -292,17 +450,59 @@ def _check_max_order(snap: Snapshot, a: AreaSnapshot) -> list[Finding]:
 
 # ---------------------------------------------------------------- buddies
 def _check_buddies(snap: Snapshot, a: AreaSnapshot) -> list[Finding]:
-    out, free, nl = [], a.blocks.free, snap.layout.nlists
-    for pfn, b in sorted(free.items()):
+    """Free buddies of the same order left unmerged: pairs of order-0 pages
+    by masks, higher orders block by block; runs of pairs as one finding."""
+    nl = snap.layout.nlists
+    top = a.decoded_top
+    pairs: dict[int, list[tuple[int, int, int]]] = {}       # order -> (pfn, byte, buddy byte)
+    n = len(a.metadata)
+    if nl > 1:
+        mask0 = a.blocks.free_mask0()
+        m = int.from_bytes(mask0, "little")
+        both = m & (m >> 8)                  # page i and page i + 1 free, order 0
+        if both:
+            # only pairs whose first pfn is even
+            phase = a.base & 1
+            even = int.from_bytes((b"\x00\x01" if phase else b"\x01\x00") * (n // 2 + 1),
+                                  "little") & ((1 << (8 * n)) - 1)
+            both &= even
+            if both:
+                meta = a.metadata
+                firsts = positions(both.to_bytes(n, "little"), 1, a.base)
+                pairs[0] = [(p, meta[p - a.base], meta[p + 1 - a.base]) for p in firsts
+                            if p + 2 <= top]
+    free = a.blocks.free_high
+    for pfn, b in free.items():
         k = b & 0x3F
         size = 1 << k
-        if k + 1 >= nl or pfn & (2 * size - 1) or pfn + 2 * size > a.top:
+        if k + 1 >= nl or pfn & (2 * size - 1) or pfn + 2 * size > top:
             continue
         other = free.get(pfn + size)
         if other is not None and other & 0x3F == k:
-            out.append(Finding("unmerged-buddies", E, a.slot, snap.virt(pfn),
-                               f"free buddies of order {k} at pfns {pfn:#x} (byte {b:#04x}) and "
-                               f"{pfn + size:#x} (byte {other:#04x}) were not merged into one "
-                               f"block of order {k + 1}",
-                               (("pfn", pfn), ("buddy", pfn + size))))
+            pairs.setdefault(k, []).append((pfn, b, other))
+    out = []
+    for k, items in sorted(pairs.items()):
+        size = 1 << k
+        i = 0
+        while i < len(items):
+            j = i + 1
+            while j < len(items) and items[j][0] == items[j - 1][0] + 2 * size:
+                j += 1
+            pfn, b, other = items[i]
+            if j - i == 1:
+                out.append(Finding("unmerged-buddies", E, a.slot, snap.virt(pfn),
+                                   f"free buddies of order {k} at pfns {pfn:#x} (byte {b:#04x}) "
+                                   f"and {pfn + size:#x} (byte {other:#04x}) were not merged into "
+                                   f"one block of order {k + 1}",
+                                   (("pfn", pfn), ("buddy", pfn + size))))
+            else:
+                last = items[j - 1][0]
+                out.append(Finding("unmerged-buddies", E, a.slot, snap.virt(pfn),
+                                   f"{j - i} pairs of free buddies of order {k} from pfn {pfn:#x} "
+                                   f"to {last + 2 * size - 1:#x}, none merged into a block of "
+                                   f"order {k + 1}",
+                                   (("pfn", pfn), ("buddy", pfn + size), ("count", j - i),
+                                    ("last_pfn", last)), count=j - i, last=snap.virt(last)))
+            i = j
     return out
+

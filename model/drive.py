@@ -17,7 +17,8 @@ from typing import Callable, Protocol
 from .constants import FLAG_DONTZERO, FLAG_FRESH
 from .errors import AllocviewError, ModelError
 from .layout import Layout
-from .reference import Allocator, AreaState
+from .reference import Allocator
+from .state import AreaState
 from .replay import Difference, compare_states
 from .snapshot import Snapshot
 from .trace import Call, SIGNATURES, TraceWriter

@@ -29,10 +29,17 @@ class Finding:
     address: int | None      # guest address of the broken thing
     message: str             # what is wrong and what was expected
     evidence: tuple[tuple[str, object], ...] = field(default=())  # bytes, pointers
+    # a run of like breaches at consecutive blocks, as one finding: how
+    # many, and the address of the last (`address` is the first's)
+    count: int = 1
+    last: int | None = None
 
     def to_json(self) -> dict:
         doc = {"code": self.code, "severity": str(self.severity), "slot": self.slot,
                "address": self.address, "message": self.message}
+        if self.count > 1:
+            doc["count"] = self.count
+            doc["last"] = self.last
         if self.evidence:
             doc["evidence"] = {k: (v.hex() if isinstance(v, (bytes, bytearray)) else v)
                                for k, v in self.evidence}
@@ -42,6 +49,8 @@ class Finding:
 # code: why it matters (shown under the findings of that code)
 CODES: dict[str, str] = {
     "areas-unreadable": "the areas[] array or areas_mask could not be read: nothing else can be checked",
+    "area-beyond-ram": "an area's pages lie in guest RAM (it was decoded only as far as RAM goes)",
+    "format-uncertain": "the metadata bytes do not settle the byte encoding (2020 or 2021) beyond doubt",
     "metadata-unreadable": "an area's metadata bytes could not be read",
     "area-implausible": "an area's descriptor holds values no allocator would write",
     "area-bounds": "an area must have base < top",

@@ -11,14 +11,48 @@ from typing import Iterable, Protocol, runtime_checkable
 
 from .errors import MemoryReadError
 
-__all__ = ["Memory", "SparseMemory", "BytesMemory", "CachedMemory", "read_many"]
+__all__ = ["Memory", "SparseMemory", "BytesMemory", "CachedMemory", "read_many", "ram_ranges",
+           "view"]
 
 
 @runtime_checkable
 class Memory(Protocol):
+    """Guest memory. Beside `read`, a memory may offer (and callers ask
+    through the functions below, which cope with their absence):
+
+    - `read_many(ranges)`: a batch, where one is cheaper than many reads;
+    - `ram_ranges()`: the guest addresses RAM covers, [(start, end)]
+      sorted, or None when unknown: work is bounded by it;
+    - `view(addr, size)`: a zero-copy memoryview of a range it holds in one
+      piece (a mapped file), or None.
+    """
+
     def read(self, addr: int, size: int) -> bytes:
         """`size` bytes at guest address `addr`, or MemoryReadError."""
         ...
+
+
+def ram_ranges(memory: Memory) -> list[tuple[int, int]] | None:
+    """Where guest RAM is, when the memory knows."""
+    fn = getattr(memory, "ram_ranges", None)
+    return fn() if fn is not None else None
+
+
+def view(memory: Memory, addr: int, size: int) -> memoryview | None:
+    """A zero-copy view of [addr, addr + size), when the memory has one."""
+    fn = getattr(memory, "view", None)
+    return fn(addr, size) if fn is not None else None
+
+
+def merged(ranges) -> list[tuple[int, int]]:
+    """Sorted ranges with overlapping and touching ones joined."""
+    out: list[list[int]] = []
+    for lo, hi in sorted(ranges):
+        if out and lo <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], hi)
+        else:
+            out.append([lo, hi])
+    return [(lo, hi) for lo, hi in out]
 
 
 def read_many(memory: Memory, ranges: Iterable[tuple[int, int]]) -> list[bytes | None]:
@@ -54,6 +88,15 @@ class BytesMemory:
             raise MemoryReadError(addr, size, "outside the buffer")
         return bytes(self.data[off:off + size])
 
+    def ram_ranges(self) -> list[tuple[int, int]]:
+        return [(self.base, self.base + len(self.data))]
+
+    def view(self, addr: int, size: int) -> memoryview | None:
+        off = addr - self.base
+        if size < 0 or off < 0 or off + size > len(self.data):
+            return None
+        return memoryview(self.data)[off:off + size]
+
 
 class SparseMemory:
     """Mapped ranges whose untouched bytes read as zero.
@@ -83,6 +126,9 @@ class SparseMemory:
         """Map `buffer` at addr; the memory reads and writes it in place."""
         self._attached.append((addr, buffer))
         self.map(addr, len(buffer))
+
+    def ram_ranges(self) -> list[tuple[int, int]]:
+        return merged(self._ranges)
 
     def is_mapped(self, addr: int, size: int = 1) -> bool:
         end = addr + size
@@ -183,12 +229,25 @@ class SparseMemory:
 
 class CachedMemory:
     """Remembers every range read, so walkers that revisit a node (the
-    checker after the decoder) cost the source nothing more."""
+    checker after the decoder) cost the source nothing more. `record`:
+    every byte used must pass through the cache (for saving them), so the
+    inner memory's views are not offered."""
 
-    def __init__(self, inner: Memory):
+    def __init__(self, inner: Memory, *, record: bool = False):
         self.inner = inner
+        self.record = record
         self._cache: dict[tuple[int, int], bytes] = {}
         self.reads = 0
+
+    def ram_ranges(self) -> list[tuple[int, int]] | None:
+        return ram_ranges(self.inner)
+
+    def view(self, addr: int, size: int) -> memoryview | None:
+        return None if self.record else view(self.inner, addr, size)
+
+    def ranges(self) -> list[tuple[int, bytes]]:
+        """Every (address, bytes) read so far, by address."""
+        return sorted((addr, data) for (addr, _n), data in self._cache.items())
 
     def read(self, addr: int, size: int) -> bytes:
         key = (addr, size)

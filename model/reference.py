@@ -17,6 +17,7 @@ from .constants import AREA_ANY_NUMBER, AREA_MASK, FLAG_DONTZERO, FLAG_FRESH
 from .errors import ModelError
 from .layout import Layout
 from .memory import SparseMemory
+from .state import AreaState
 
 __all__ = ["Allocator", "AreaState", "get_order", "DEFAULT_AREAS_ADDR"]
 
@@ -28,18 +29,6 @@ _FRESH, _FREE, _ALLOCATED, _SPECIAL = 0x00, 0x40, 0x80, 0xC0
 def get_order(n: int) -> int:
     """ceil(log2 n); 0 for n = 0."""
     return (n - 1).bit_length() if n > 1 else 0
-
-
-@dataclass(frozen=True)
-class AreaState:
-    """An area as a comparable value: what decode() must find in an image."""
-    slot: int
-    base: int
-    top: int
-    page_states: int
-    max_order: int | None
-    metadata: bytes
-    freelists: tuple[tuple[int, ...], ...]
 
 
 class _Area:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .errors import ModelError
-from .reference import Allocator, AreaState
+from .reference import Allocator
+from .state import AreaState
 from .trace import Call, VOID_FUNCS
 
 __all__ = ["Difference", "Divergence", "apply_call", "compare_states", "replay",

@@ -4,6 +4,11 @@
 `areas_mask` once, each initialised area's metadata in one read, and every
 free-list node once; it never raises on garbage: what it cannot read, or
 what is too implausible to follow, becomes a finding in `problems`.
+
+Work is bounded by what the guest really has: an area is decoded only as
+far as guest RAM goes (when the memory knows where RAM is), metadata that
+cannot be where the design puts it is not read at all, and free order-0
+pages, the bulk of a fragmented area, are handled as byte masks.
 """
 
 from __future__ import annotations
@@ -11,16 +16,16 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-from .errors import MemoryReadError
+from .errors import LayoutError, MemoryReadError
 from .findings import Finding, Severity
-from .errors import LayoutError
+from .format import choose_format
 from .layout import FORMATS, Layout
-from .list import ListWalk, walk_list
-from .memory import Memory, read_many
+from .list import FOREIGN, ListWalk, PageView, walk_list
+from .memory import Memory, ram_ranges, read_many, view
 from .pages import BlockMap, scan_blocks
-from .reference import AreaState
+from .state import AreaState
 
-__all__ = ["AreaSnapshot", "Snapshot", "decode", "detect_format", "MAX_METADATA"]
+__all__ = ["AreaSnapshot", "Snapshot", "decode", "MAX_METADATA"]
 
 # Refuse to read more metadata than a 4 TiB area has: a garbage `top` must
 # not make us read gigabytes.
@@ -48,6 +53,12 @@ class AreaSnapshot:
     @property
     def decoded(self) -> bool:
         return self.blocks is not None
+
+    @property
+    def decoded_top(self) -> int:
+        """The first pfn past what was decoded: `top`, or the end of guest
+        RAM for an area that claims more."""
+        return self.base + len(self.metadata) if self.metadata is not None else self.base
 
     def state(self) -> AreaState:
         """The comparable value the reference allocator's state() gives."""
@@ -89,7 +100,7 @@ class Snapshot:
         """The decoded area whose usable pages hold this address."""
         p = self.pfn(addr)
         for a in self.areas:
-            if a.decoded and a.base <= p < a.top:
+            if a.decoded and a.base <= p < a.decoded_top:
                 return a
         return None
 
@@ -128,10 +139,120 @@ def _empty(raw: _Raw) -> bool:
         and all(h == (0, 0) for h in raw.heads)
 
 
+def _covering(ranges: list[tuple[int, int]] | None, addr: int) -> tuple[int, int] | None:
+    """The RAM range holding addr (None: not RAM)."""
+    for lo, hi in ranges or ():
+        if lo <= addr < hi:
+            return lo, hi
+    return None
+
+
+def _plan_area(r: _Raw, layout: Layout, phys_offset: int,
+               ram: list[tuple[int, int]] | None) -> tuple[int, Finding | None]:
+    """How many pages of area r to decode (0: none), and the finding that
+    explains a shortfall. Nothing is read for metadata that cannot be where
+    the design puts it (the checker reports that from the descriptor) or
+    that lies outside RAM."""
+    pages = r.top - r.base
+    shift = layout.page_shift
+    first = (r.base << shift) + phys_offset
+    if pages > MAX_METADATA:
+        return 0, Finding("area-implausible", Severity.ERROR, r.slot, r.desc_addr,
+                          f"area {r.slot} spans {pages:#x} pages (base {r.base:#x}, "
+                          f"top {r.top:#x}): not reading that much metadata")
+    if r.page_states + pages > first or r.page_states + pages < r.page_states:
+        return 0, None                                   # metadata-misplaced, from check
+    if ram is None:
+        return pages, None
+    meta_ram = _covering(ram, r.page_states)
+    if meta_ram is None or r.page_states + pages > meta_ram[1]:
+        return 0, Finding("metadata-unreadable", Severity.ERROR, r.slot, r.page_states,
+                          f"area {r.slot}: its {pages:#x} metadata bytes at {r.page_states:#x} "
+                          f"are not in guest RAM ({_ram_text(ram)})")
+    pages_ram = _covering(ram, first)
+    top_addr = (r.top << shift) + phys_offset
+    if pages_ram is None:
+        return 0, Finding("area-beyond-ram", Severity.ERROR, r.slot, r.desc_addr,
+                          f"area {r.slot}: its pages [{first:#x}, {top_addr:#x}) are not in "
+                          f"guest RAM ({_ram_text(ram)}); not decoded")
+    if top_addr > pages_ram[1]:
+        fit = (pages_ram[1] - first) >> shift
+        return fit, Finding("area-beyond-ram", Severity.ERROR, r.slot, r.desc_addr,
+                            f"area {r.slot}: top {r.top:#x} (address {top_addr:#x}) is past the "
+                            f"end of guest RAM at {pages_ram[1]:#x}; decoded its first {fit:#x} "
+                            f"of {pages:#x} pages only", (("top", r.top), ("ram_end", pages_ram[1])))
+    return pages, None
+
+
+def _ram_text(ram: list[tuple[int, int]]) -> str:
+    shown = ", ".join(f"[{lo:#x}, {hi:#x})" for lo, hi in ram[:4])
+    return shown + (f" and {len(ram) - 4} more" if len(ram) > 4 else "")
+
+
+class _Nodes:
+    """(prev, next) of list nodes: from a zero-copy view of an area's pages
+    where the memory offers one, else from reads (prefetched in one batch
+    where the memory batches), each read once."""
+
+    def __init__(self, memory: Memory, layout: Layout, spans: list[tuple[int, int]]):
+        self.memory = memory
+        self.pair = struct.Struct(("<" if layout.endian == "little" else ">")
+                                  + ("QQ" if layout.ptr_size == 8 else "II"))
+        self.spans = spans                       # usable pages of decoded areas, addresses
+        self.page_mask = layout.page_size - 1
+        self.views: list[tuple[int, int, memoryview]] = []
+        for lo, hi in spans:
+            v = view(memory, lo, hi - lo)
+            if v is not None:
+                self.views.append((lo, hi, v))
+        self.cache: dict[int, tuple[int, int] | None] = {}
+
+    @property
+    def viewed(self) -> bool:
+        return len(self.views) == len(self.spans)
+
+    def prefetch(self, addrs: list[int]) -> None:
+        """One batched read of these nodes, for memories where a batch is
+        cheaper than single reads."""
+        size = self.pair.size
+        todo = [a for a in addrs if a not in self.cache]
+        if todo:
+            for addr, data in zip(todo, read_many(self.memory, [(a, size) for a in todo])):
+                self.cache[addr] = None if data is None else self.pair.unpack(data)
+
+    def node_at(self, addr: int):
+        if addr & self.page_mask:
+            return FOREIGN
+        for lo, hi, v in self.views:
+            if lo <= addr < hi:
+                return self.pair.unpack_from(v, addr - lo)
+        for lo, hi in self.spans:
+            if lo <= addr < hi:
+                break
+        else:
+            return FOREIGN
+        if addr not in self.cache:
+            try:
+                self.cache[addr] = self.pair.unpack(self.memory.read(addr, self.pair.size))
+            except MemoryReadError:
+                self.cache[addr] = None
+        return self.cache[addr]
+
+    def page_view(self, lo: int, heads) -> PageView | None:
+        """The view of the span starting at lo, for the walk's own loop
+        (none when a list head lies inside it)."""
+        for vlo, vhi, v in self.views:
+            if vlo == lo and not any(vlo <= h < vhi for h in heads):
+                return PageView(vlo, v, self.page_mask, self.pair.unpack_from)
+        return None
+
+
 def decode(memory: Memory, layout: Layout, areas_addr: int, mask_addr: int, *,
            format: str | None = None, phys_offset: int = 0, prefetch: bool = True) -> Snapshot:
     """Decode the allocator state. `format` None detects the byte encoding
-    (the layout's format is only the hint); "2020"/"2021" forces it."""
+    (the layout's format is only the prior); "2020"/"2021" forces it."""
+    if format is not None and format not in FORMATS:
+        raise LayoutError(f"unknown format {format!r}: expected 2020, 2021 or auto")
     problems: list[Finding] = []
     try:
         blob = memory.read(areas_addr, layout.areas_size)
@@ -143,75 +264,58 @@ def decode(memory: Memory, layout: Layout, areas_addr: int, mask_addr: int, *,
                         phys_offset=phys_offset)
     raws = _parse_descriptors(blob, layout, areas_addr)
     shift = layout.page_shift
+    ram = ram_ranges(memory)
     metas: dict[int, bytes] = {}
+    sizes: dict[int, int] = {}           # slot -> the area's pages, when only a part is read
     for r in raws:
         if not mask >> r.slot & 1 or r.top <= r.base:
             continue
-        size = r.top - r.base
-        if size > MAX_METADATA:
-            problems.append(Finding("area-implausible", Severity.ERROR, r.slot, r.desc_addr,
-                                    f"area {r.slot} spans {size:#x} pages (base {r.base:#x}, "
-                                    f"top {r.top:#x}): not reading that much metadata"))
+        pages, why = _plan_area(r, layout, phys_offset, ram)
+        if why is not None:
+            problems.append(why)
+        if not pages:
             continue
         try:
-            metas[r.slot] = memory.read(r.page_states, size)
+            metas[r.slot] = memory.read(r.page_states, pages)
         except MemoryReadError as e:
             problems.append(Finding("metadata-unreadable", Severity.ERROR, r.slot, r.page_states,
                                     f"area {r.slot}: {e}"))
-    # Usable page ranges of the areas whose metadata we have: list nodes
-    # must point into them.
-    spans = [(r.base, r.top) for r in raws if r.slot in metas]
+            continue
+        if pages < r.top - r.base:
+            sizes[r.slot] = r.top - r.base
+    by_slot = {r.slot: r for r in raws}
+    # The decoded areas' usable pages, as addresses: list nodes must lie there.
+    spans = [((by_slot[s].base << shift) + phys_offset,
+              ((by_slot[s].base + len(m)) << shift) + phys_offset) for s, m in metas.items()]
     heads = {areas_addr + r.slot * layout.struct.size + layout.struct.freelists_off
              + k * layout.struct.list_head_size: (r.slot, k)
              for r in raws if mask >> r.slot & 1 for k in range(layout.nlists)}
+    nodes = _Nodes(memory, layout, spans)
 
-    page_mask = layout.page_size - 1
+    def scan(enc_layout: Layout) -> dict[int, BlockMap]:
+        return {slot: scan_blocks(meta, by_slot[slot].base, enc_layout.encoding, sizes.get(slot))
+                for slot, meta in metas.items()}
 
-    def plausible(addr: int) -> bool:
-        if (addr - phys_offset) & page_mask:
-            return False
-        p = (addr - phys_offset) >> shift
-        for lo, hi in spans:
-            if lo <= p < hi:
-                return True
-        return False
-
-    node_cache: dict[int, tuple[int, int] | None] = {}
-    pair = struct.Struct(("<" if layout.endian == "little" else ">")
-                         + ("QQ" if layout.ptr_size == 8 else "II"))
-    # Blocks in the hint's encoding: what the prefetch needs, what format
-    # detection counts, and usually (same encoding) the final scan too.
-    bases = {r.slot: r.base for r in raws}
-    scanned = {slot: scan_blocks(meta, bases[slot], layout.encoding) for slot, meta in metas.items()}
-    if prefetch and hasattr(memory, "read_many"):
-        _prefetch_nodes(memory, scanned, layout, phys_offset, pair, node_cache)
-
-    def read_node(addr: int) -> tuple[int, int] | None:
-        if addr not in node_cache:
-            try:
-                node_cache[addr] = pair.unpack(memory.read(addr, pair.size))
-            except MemoryReadError:
-                node_cache[addr] = None
-        return node_cache[addr]
-
-    walks: dict[int, tuple[ListWalk, ...]] = {}
-    for r in raws:
-        if r.slot not in metas:
-            continue
-        limit = r.top - r.base
-        ws = []
-        for k, (hprev, hnext) in enumerate(r.heads):
-            head = areas_addr + r.slot * layout.struct.size + layout.struct.freelists_off \
-                + k * layout.struct.list_head_size
-            ws.append(walk_list(head, hprev, hnext, read_node, plausible, limit, heads))
-        walks[r.slot] = tuple(ws)
-
-    if format is not None and format not in FORMATS:
-        raise LayoutError(f"unknown format {format!r}: expected 2020, 2021 or auto")
-    hint_encoding = layout.encoding
-    fmt, reason = _choose_format(format, layout, metas, walks, bases, phys_offset,
-                                 [scanned[slot].byte_pages for slot in metas])
+    scanned = {layout.format: scan(layout)}
+    if prefetch and not nodes.viewed and hasattr(memory, "read_many"):
+        # the nodes the walks will visit (the free blocks in the prior's
+        # encoding), in one batch
+        nodes.prefetch([(p << shift) + phys_offset for bm in scanned[layout.format].values()
+                        for p in bm.free])
+    if format is None:
+        other = "2021" if layout.format == "2020" else "2020"
+        scanned[other] = scan(layout.with_format(other))
+        fmt, reason, doubt = choose_format(layout, metas, by_slot, scanned, nodes, heads,
+                                           phys_offset)
+        if doubt is not None:
+            problems.append(doubt)
+    else:
+        fmt, reason = format, "forced"
+        if fmt not in scanned:
+            scanned[fmt] = scan(layout.with_format(fmt))
     layout = layout.with_format(fmt) if fmt != layout.format else layout
+    blocks = scanned[fmt]
+
     areas = []
     for r in raws:
         init = bool(mask >> r.slot & 1)
@@ -219,83 +323,16 @@ def decode(memory: Memory, layout: Layout, areas_addr: int, mask_addr: int, *,
             continue
         slot = layout.slot(r.slot)
         meta = metas.get(r.slot)
-        if meta is None:
-            blocks = None
-        elif layout.encoding is hint_encoding:
-            blocks = scanned[r.slot]
-        else:
-            blocks = scan_blocks(meta, r.base, layout.encoding)
+        walks: tuple[ListWalk, ...] = ()
+        if meta is not None:
+            pages = nodes.page_view((r.base << shift) + phys_offset, heads)
+            ws = []
+            for k, (hprev, hnext) in enumerate(r.heads):
+                head = r.desc_addr + layout.struct.freelists_off + k * layout.struct.list_head_size
+                ws.append(walk_list(head, hprev, hnext, nodes.node_at, len(meta), heads, pages))
+            walks = tuple(ws)
         areas.append(AreaSnapshot(r.slot, slot.name if slot else f"AREA{r.slot}", r.desc_addr,
-                                  r.base, r.top, r.page_states, r.max_order, init, meta, blocks,
-                                  walks.get(r.slot, ())))
+                                  r.base, r.top, r.page_states, r.max_order, init, meta,
+                                  blocks.get(r.slot), walks))
     return Snapshot(layout, areas_addr, mask_addr, mask, tuple(areas), tuple(problems), reason,
                     phys_offset)
-
-
-def _prefetch_nodes(memory, scanned: dict[int, BlockMap], layout, phys_offset, pair,
-                    cache) -> None:
-    """One batched read of the first bytes of every free block: the nodes
-    the walks will visit, for sources where a batch is cheaper."""
-    ranges = [((p << layout.page_shift) + phys_offset, pair.size)
-              for blocks in scanned.values() for p in blocks.free]
-    if ranges:
-        for (addr, _), data in zip(ranges, read_many(memory, ranges)):
-            cache[addr] = None if data is None else pair.unpack(data)
-
-
-# A byte's status bits, as one class per byte for bytes.translate counting.
-_CLASS = bytes(1 if b & 0xC0 == 0x40 else 2 if b & 0xC0 == 0xC0 else
-               3 if b & 0xC0 == 0x80 and b & 0x3F else 0 for b in range(256))
-
-
-def detect_format(layout: Layout, metas: dict[int, bytes], listed_bytes: list[int],
-                  byte_pages: list[dict[int, int]] | None = None) -> tuple[str, str]:
-    """Which byte encoding the state is in, and why. ALLOCATOR.md: the free
-    lists settle it. 0x40 means FREE in 2021 (so its blocks are listed) and
-    ALLOCATED in 2020 (so they are not): compare the 0x40 pages that listed
-    blocks cover with all 0x40 pages. 0xc0 and 0x80|order bytes exist in
-    2021 only. Without telling bytes, DWARF's max_order is the hint.
-    `byte_pages` (pages per byte value, from the block scans) saves a pass
-    over the metadata."""
-    p40 = c_hi = 0
-    if byte_pages is not None:
-        for hist in byte_pages:
-            for b, n in hist.items():
-                cls = _CLASS[b]
-                if cls == 1:
-                    p40 += n
-                elif cls:
-                    c_hi += n
-    else:
-        for meta in metas.values():
-            t = meta.translate(_CLASS)
-            p40 += t.count(1)
-            c_hi += t.count(2) + t.count(3)
-    l40 = sum(1 << (b & 0x3F) for b in listed_bytes if b & 0xC0 == 0x40)
-    if p40:
-        if 2 * l40 >= p40:
-            return "2021", f"listed blocks cover {l40} of {p40} pages carrying 0x40 (2021 FREE)"
-        if c_hi > p40 - l40:
-            return "2021", f"{c_hi} pages carry 2021-only bytes (0xc0, 0x80|order)"
-        return "2020", f"{p40 - l40} pages carry 0x40 outside the free lists (2020 allocated)"
-    if c_hi:
-        return "2021", f"{c_hi} pages carry 2021-only bytes (0xc0 special or 0x80|order allocated)"
-    hint = "2021" if layout.struct.max_order_off is not None else "2020"
-    return hint, (f"no telling bytes yet; the struct layout "
-                  f"({'with' if hint == '2021' else 'without'} max_order) says {hint}")
-
-
-def _choose_format(forced, layout, metas, walks, bases, phys_offset,
-                   byte_pages) -> tuple[str, str]:
-    if forced is not None:
-        return forced, "forced"
-    listed = []
-    shift = layout.page_shift
-    for slot, ws in walks.items():
-        meta, base = metas[slot], bases[slot]
-        for w in ws:
-            for addr in w.nodes:
-                i = ((addr - phys_offset) >> shift) - base
-                if 0 <= i < len(meta):        # nodes of other areas do not vote
-                    listed.append(meta[i])
-    return detect_format(layout, metas, listed, byte_pages)

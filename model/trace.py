@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from .entry_points import SIGNATURES, VOID_FUNCS
 from .errors import AllocviewError
-from .reference import AreaState
+from .state import AreaState
 
 __all__ = ["Call", "Trace", "read_trace", "TraceWriter", "state_to_json", "state_from_json",
            "VOID_FUNCS", "SIGNATURES"]

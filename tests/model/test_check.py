@@ -48,16 +48,35 @@ def test_format_detection_and_forcing():
     for fmt in ("2020", "2021"):
         al = Allocator(layout_for("x86_64", fmt))
         al.init_area(3, 0x100, 0x140)
-        p = al.alloc_pages_flags(1, FLAG_DONTZERO)
-        al.alloc_pages_flags(0, FLAG_DONTZERO)
-        al.free_pages(p)
-        # hand the decoder the other format's layout as a hint: the bytes win
+        a, _b, c, _d, _e = [al.alloc_pages_flags(o, FLAG_DONTZERO) for o in (1, 1, 0, 0, 0)]
+        al.free_pages(a)
+        al.free_pages(c)
+        # hand the decoder the other format's layout as a hint: blocks of
+        # evidence win, and the report says the bytes and the hint disagree
         other = "2021" if fmt == "2020" else "2020"
         s = decode(al.memory, layout_for("x86_64", fmt).with_format(other), al.areas_addr,
                    al.mask_addr)
         assert s.layout.format == fmt, s.format_reason
+        assert [f.code for f in s.problems] == ["format-uncertain"]
         forced = snap_of(al, format=other)
         assert forced.layout.format == other and forced.format_reason == "forced"
+
+
+def test_one_block_of_evidence_does_not_overrule_the_program():
+    """One block could be one bad byte: the program's hint stands, and a
+    warning says the bytes disagree."""
+    for fmt in ("2020", "2021"):
+        al = Allocator(layout_for("x86_64", fmt))
+        al.init_area(3, 0x100, 0x140)
+        p = al.alloc_pages_flags(0, FLAG_DONTZERO)
+        if fmt == "2021":
+            al.free_pages(p)            # one FREE block (merged with its FRESH buddy)
+        other = "2021" if fmt == "2020" else "2020"
+        s = decode(al.memory, layout_for("x86_64", fmt).with_format(other), al.areas_addr,
+                   al.mask_addr)
+        assert s.layout.format == other, s.format_reason
+        assert [(f.code, f.severity) for f in s.problems] == \
+            [("format-uncertain", Severity.WARNING)]
 
 
 def test_fresh_boot_format_comes_from_the_struct_hint():

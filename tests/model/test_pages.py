@@ -50,18 +50,3 @@ def test_byte_pages_counts_every_byte_whatever_the_defects(runs, base, fmt):
     meta = b"".join(bytes([b]) * n for b, n in runs)
     got = scan_blocks(meta, base, layout_for("x86_64", fmt).encoding).byte_pages
     assert got == dict(Counter(meta))
-
-
-@settings(max_examples=100, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from([0x00, 0x01, 0x40, 0x41, 0x80, 0x81, 0xc0, 0x7f]),
-                          st.integers(1, 300)), min_size=1, max_size=10),
-       st.lists(st.sampled_from([0x00, 0x40, 0x41, 0x01]), max_size=20))
-def test_format_detection_from_the_scan_equals_a_pass_over_the_bytes(runs, listed):
-    from model.layout import layout_for
-    from model.pages import scan_blocks
-    from model.snapshot import detect_format
-
-    meta = b"".join(bytes([b]) * n for b, n in runs)
-    layout = layout_for("x86_64", "2021")
-    hist = scan_blocks(meta, 0, layout.encoding).byte_pages
-    assert detect_format(layout, {0: meta}, listed, [hist]) == detect_format(layout, {0: meta}, listed)
