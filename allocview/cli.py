@@ -24,7 +24,7 @@ from model.arch import ARCHES
 from model.layout import layout_for
 from model.memory import CachedMemory
 from model.query import describe_page
-from model.report import report
+from model.report import SCHEMA_VERSION, report
 from model.snapshot import Snapshot, decode
 from model.stats import stats, why
 
@@ -77,6 +77,9 @@ def _source_options(p: argparse.ArgumentParser, suppress: bool) -> None:
                    help="address of areas_mask (without --elf)")
     s.add_argument("--phys-offset", metavar="OFF", type=_int, default=d(0),
                    help="virtual minus physical address of guest RAM (default 0, identity)")
+    s.add_argument("--load-offset", metavar="OFF", type=_int, default=d(None),
+                   help="where a relocatable test is loaded, minus its link address "
+                        "(default: found from its code in guest memory)")
     o = p.add_argument_group("output")
     o.add_argument("--json", action="store_true", default=d(False), help="JSON on stdout")
     o.add_argument("--no-color", action="store_true", default=d(False), help="plain text")
@@ -152,19 +155,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 # ------------------------------------------------------------- inspection
 def _program(args):
-    """(layout, areas_addr, mask_addr) from --elf, or from --arch/--areas/--mask."""
+    """The guest program: from --elf, or a bare one from --arch/--areas/--mask
+    (no code to locate it by)."""
+    from dataclasses import replace
+
+    from model.program import Program
+
+    from .symbols import load_program
     fmt = None if args.format == "auto" else args.format
     if args.elf:
-        from .symbols import load_program
         prog = load_program(args.elf, arch=args.arch, format=fmt)
-        layout = prog.layout or layout_for(prog.arch, fmt or prog.format_hint)
-        areas = args.areas if args.areas is not None else prog.symbols.get("areas")
-        mask = args.mask if args.mask is not None else prog.symbols.get("areas_mask")
-        if areas is None or mask is None:
-            raise SymbolError(f"{args.elf}: no areas/areas_mask symbols; give --areas and --mask")
-        return layout, areas, mask
+        given = {k: v for k, v in (("areas", args.areas), ("areas_mask", args.mask))
+                 if v is not None}
+        if given:
+            # addresses the user gives are the guest's: no placement
+            prog = replace(prog, symbols={**prog.symbols, **given}, samples=(),
+                           relocatable=False)
+        return prog
     if args.arch and args.areas is not None and args.mask is not None:
-        return layout_for(args.arch, fmt or "2021"), args.areas, args.mask
+        return Program("", args.arch, layout_for(args.arch, fmt or "2021"),
+                       {"areas": args.areas, "areas_mask": args.mask})
     raise SymbolError("give --elf TEST.elf (or --arch, --areas ADDR and --mask ADDR)")
 
 
@@ -181,25 +191,28 @@ def _open(args, dump=None):
                        host_memory=not (args.pmemsave or args.stub_only))
 
 
-def snapshot_of(args, dump=None, keep: list | None = None) -> Snapshot:
+def snapshot_of(args, dump=None, keep: list | None = None, require: bool = True) -> Snapshot:
     program = _program(args)          # a bad ELF fails before any guest is touched
     with _open(args, dump) as src:
-        return snapshot_from(args, src, program, keep)
+        return snapshot_from(args, src, program, keep, require)
 
 
-def snapshot_from(args, src, program, keep: list | None = None) -> Snapshot:
-    """Decode through an open source (progress shown when it is slow);
-    `keep` gets every range read."""
-    layout, areas, mask = program
+def snapshot_from(args, src, program, keep: list | None = None,
+                  require: bool = True) -> Snapshot:
+    """Locate the program, decode through an open source (progress shown
+    when it is slow), and make sure there was something to check
+    (NothingToCheck otherwise); `keep` gets every range read."""
+    from .inspect import inspect
     shown = ReadProgress.on_stderr(src, src.name)
-    mem = CachedMemory(shown)
+    mem = CachedMemory(shown, record=keep is not None)
     try:
-        snap = decode(mem, layout, areas, mask, format=None if args.format == "auto"
-                      else args.format, phys_offset=args.phys_offset)
+        snap = inspect(mem, program, format=None if args.format == "auto" else args.format,
+                       phys_offset=args.phys_offset, load_offset=args.load_offset,
+                       guest_machine=src.guest_machine(), require=require).snapshot
     finally:
         shown.close()
     if keep is not None:
-        keep.extend(mem._cache.items())
+        keep.extend(mem.ranges())
     return snap
 
 
@@ -228,8 +241,22 @@ def _area_bits(names: list[str], snap: Snapshot) -> int:
 
 
 # --------------------------------------------------------------- commands
+def _unchecked_json(args, e) -> None:
+    """With --json, a document that says nothing was checked, and why."""
+    if args.json:
+        doc = {"schema": SCHEMA_VERSION, "unchecked": e.unchecked.to_json()}
+        if e.placement is not None:
+            doc["program"] = e.placement.to_json()
+        _json(doc)
+
+
 def run_report(args) -> int:
-    snap = snapshot_of(args)
+    from .inspect import NothingToCheck
+    try:
+        snap = snapshot_of(args)
+    except NothingToCheck as e:
+        _unchecked_json(args, e)
+        raise
     found = check(snap)
     if args.json:
         _json(report(snap, found))
@@ -239,7 +266,13 @@ def run_report(args) -> int:
 
 
 def run_check(args) -> int:
-    found = check(snapshot_of(args))
+    from .inspect import NothingToCheck
+    try:
+        snap = snapshot_of(args)
+    except NothingToCheck as e:
+        _unchecked_json(args, e)
+        raise
+    found = check(snap)
     if args.json:
         _json([f.to_json() for f in found])
     else:
@@ -319,8 +352,8 @@ def run_map(args) -> int:
 
 
 def run_diff(args) -> int:
-    a = snapshot_of(args, dump=args.a)
-    b = snapshot_of(args, dump=args.b)
+    a = snapshot_of(args, dump=args.a, require=False)
+    b = snapshot_of(args, dump=args.b, require=False)
     changes = diff(a, b)
     if args.json:
         _json([c.to_json() for c in changes])
@@ -333,8 +366,8 @@ def run_save(args) -> int:
     from .dumpwrite import write_elf_dump
     kept: list = []
     snap = snapshot_of(args, keep=kept)
-    segments = sorted((addr - args.phys_offset, data) for (addr, _size), data in kept)
-    write_elf_dump(args.file, segments, arch=snap.layout.arch.name)
+    segments = sorted((addr - args.phys_offset, data) for addr, data in kept)
+    write_elf_dump(args.file, segments, arch=snap.layout.arch.name, partial=True)
     print(f"allocview: saved {len(segments)} ranges ({sum(len(d) for _, d in segments)} bytes) "
           f"to {args.file}", file=sys.stderr)
     return EXIT_OK
@@ -391,29 +424,37 @@ def run_replay(args) -> int:
     from model.trace import read_trace
 
     trace = read_trace(args.trace)
-    layout, areas, mask = _program(args)
+    prog = _program(args)
+    if args.load_offset is None and prog.relocatable and "areas" in trace.header:
+        # the trace holds the guest's own address of areas[]
+        args.load_offset = trace.header["areas"] - prog.symbols["areas"]
+    prog = prog.relocated(args.load_offset or 0)
+    areas, mask = prog.symbols["areas"], prog.symbols["areas_mask"]
     start = args.start or (args.trace + ".start.elf" if os.path.exists(args.trace + ".start.elf")
                            else None)
     if start:
-        snap = snapshot_of(args, dump=start)
+        snap = snapshot_of(args, dump=start, require=False)
         al = Allocator.from_state(snap.layout, list(snap.state()), snap.areas_mask or 0,
                                   areas_addr=areas, mask_addr=mask, phys_offset=args.phys_offset)
     else:
-        al = Allocator(layout, areas_addr=areas, mask_addr=mask, phys_offset=args.phys_offset)
+        al = Allocator(prog.layout, areas_addr=areas, mask_addr=mask,
+                       phys_offset=args.phys_offset)
     against = snapshot_of(args, dump=args.against).state() if args.against else None
     t = time.perf_counter()
     res = replay(al, trace.calls, trace.states, against, mode=args.mode,
                  accepted=_known(args.known))
     took = time.perf_counter() - t
+    verdict = _replay_verdict(res, against is not None, len(trace.calls))
     if args.json:
-        _json({"calls": res.calls, "compared": res.compared, "seconds": round(took, 3),
+        _json({"calls": res.calls, "compared": res.compared, "end_state_checked": against
+               is not None, "seconds": round(took, 3), "verdict": verdict,
                "divergence": res.divergence.to_json() if res.divergence else None})
     else:
         doc = render.Doc()
         doc.line(f"replayed {res.calls} of {len(trace.calls)} calls in {took:.2f} s, "
                  f"{res.compared} state comparison(s)")
         if res.divergence is None:
-            doc.line(("no divergence: the guest follows the design", "green"))
+            doc.line((verdict, "green" if res.compared else "yellow"))
         else:
             d = res.divergence
             doc.line(("divergence ", "bold red"), *[(w, "") for w in d.words()[:1]])
@@ -421,6 +462,20 @@ def run_replay(args) -> int:
                 doc.line(w)
         _show(args, doc)
     return EXIT_FINDINGS if res.divergence else EXIT_OK
+
+
+def _replay_verdict(res, end_checked: bool, calls: int) -> str:
+    """What a replay without divergence may claim: results only, or state."""
+    if res.divergence is not None:
+        return "divergence"
+    if not res.compared:
+        return (f"every result of the {calls} calls is the model's; no state was compared "
+                f"(the trace holds no states and no --against end state was given), so "
+                f"the guest's metadata and lists were not checked")
+    if not end_checked:
+        return (f"no divergence in {res.compared} state comparison(s) and every result; the "
+                f"end state was not checked (give --against DUMP)")
+    return "no divergence: the guest follows the design"
 
 
 def run_drive(args) -> int:
@@ -436,13 +491,18 @@ def run_drive(args) -> int:
     if not args.yes:
         raise AllocviewError("drive calls the guest's allocator and writes guest memory; "
                              "pass --yes")
-    layout, areas, mask = _program(args)
+    from .inspect import inspect
+
+    prog = _program(args)
     fmt = None if args.format == "auto" else args.format
     accepted = _known(args.known)
     with GdbMiSource(args.gdb, elf=args.elf, arch=args.arch, host_memory=not args.stub_only) as src:
-        mem = CachedMemory(src)
-        start = decode(mem, layout, areas, mask, format=fmt, phys_offset=args.phys_offset)
-        image = sorted((addr, data) for (addr, _n), data in mem._cache.items())
+        mem = CachedMemory(src, record=True)
+        found = inspect(mem, prog, format=fmt, phys_offset=args.phys_offset,
+                        load_offset=args.load_offset, search=False)
+        start, prog = found.snapshot, found.program
+        areas, mask, layout = prog.symbols["areas"], prog.symbols["areas_mask"], prog.layout
+        image = mem.ranges()
         if errors(check(start)):
             raise AllocviewError("the allocator already breaks the design here (see `check`)")
         ops = generate(args.seed, args.ops, start.layout, start, mix=args.mix,
@@ -453,7 +513,7 @@ def run_drive(args) -> int:
         out = drive_session(
             MiGuest(src, args.timeout), start, image, ops, mode=args.mode, accepted=accepted,
             shrink_it=not args.no_shrink, prefix=args.out, header=header,
-            write_dump=lambda p, img: write_elf_dump(p, img, arch=arch),
+            write_dump=lambda p, img: write_elf_dump(p, img, arch=arch, partial=True),
             decode_end=lambda: decode(src, layout, areas, mask, format=start.layout.format,
                                       phys_offset=args.phys_offset).state())
     if args.json:

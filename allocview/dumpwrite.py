@@ -85,14 +85,22 @@ def image_segments(memory: SparseMemory, phys_offset: int = 0) -> list[Segment]:
     return out
 
 
+# The note a partial image carries (allocview's saved states): its
+# segments are the bytes allocview read, not guest RAM.
+PARTIAL_NOTE = "ALLOCVIEW"
+PARTIAL_TYPE = 0x4156
+
+
 def write_elf_dump(path: str, segments: list[SegmentLike], *, arch: str = "x86_64",
                    sparse: bool = True, elfclass: int | None = None,
-                   align: int = 4096) -> None:
+                   align: int = 4096, partial: bool = False) -> None:
     """An ELF core like dump-guest-memory's (paging=false): a PT_NOTE, then
     one PT_LOAD per segment with p_paddr = guest physical address.
 
     segments: Segment, (phys, bytes) or (phys, size) for zeros. elfclass 32
-    or 64 (default: 32 for 32-bit arches). sparse=False writes the zeros."""
+    or 64 (default: 32 for 32-bit arches). sparse=False writes the zeros.
+    partial: the segments are pieces of guest memory, not all of its RAM
+    (a saved state): an ALLOCVIEW note says so."""
     segs = [_segment(s) for s in segments]
     a = ARCHES[arch]
     elfclass = elfclass or (64 if a.ptr_size == 8 else 32)
@@ -113,8 +121,9 @@ def write_elf_dump(path: str, segments: list[SegmentLike], *, arch: str = "x86_6
                        phdr.size, PN_XNUM if xnum else nph, shdr.size if xnum else 0,
                        1 if xnum else 0, 0)
     tables = ehdr.size + nph * phdr.size + (shdr.size if xnum else 0)
-    off = (tables + align - 1) // align * align
-    phdrs = [_phdr(phdr, elfclass, PT_NOTE, 0, tables, 0, 0, 1)]
+    note = _note(e, PARTIAL_NOTE, PARTIAL_TYPE, b"partial\0") if partial else b"\0"
+    off = (tables + len(note) + align - 1) // align * align
+    phdrs = [_phdr(phdr, elfclass, PT_NOTE, 0, tables, 0, 0, len(note))]
     offsets = []
     for s in segs:
         # page-align big segments (mmap-friendly, like QEMU); pack small ones
@@ -127,6 +136,7 @@ def write_elf_dump(path: str, segments: list[SegmentLike], *, arch: str = "x86_6
         f.write(header + b"".join(phdrs))
         if xnum:
             f.write(shdr.pack(0, 0, 0, 0, 0, 0, 0, nph, 0, 0))
+        f.write(note)
         for s, base in zip(segs, offsets):
             if not sparse:
                 _write_zeros(f, base, s.size)
@@ -134,6 +144,12 @@ def write_elf_dump(path: str, segments: list[SegmentLike], *, arch: str = "x86_6
                 f.seek(base + p)
                 f.write(data)
         f.truncate(off)
+
+
+def _note(e: str, name: str, kind: int, desc: bytes) -> bytes:
+    raw = name.encode() + b"\0"
+    pad = (lambda b: b + bytes(-len(b) % 4))
+    return struct.pack(e + "III", len(raw), len(desc), kind) + pad(raw) + pad(desc)
 
 
 def _phdr(phdr: struct.Struct, elfclass: int, p_type: int, flags: int, offset: int,

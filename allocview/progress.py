@@ -54,6 +54,14 @@ class ReadProgress:
         self._count(len(ranges), sum(len(d) for d in out if d is not None))
         return out
 
+    def ram_ranges(self):
+        from model.memory import ram_ranges
+        return ram_ranges(self.inner)
+
+    def view(self, addr: int, size: int):
+        from model.memory import view
+        return view(self.inner, addr, size)
+
     def _count(self, reads: int, nbytes: int) -> None:
         self.reads += reads
         self.bytes += nbytes

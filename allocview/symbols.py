@@ -22,6 +22,7 @@ from model.errors import LayoutError
 from model.arch import ARCHES, by_elf
 from model.entry_points import ENTRY_POINTS, tree_of
 from model.layout import Layout, layout_for
+from model.program import Program
 
 from .errors import SymbolError, first_line
 
@@ -39,20 +40,6 @@ HOMES = {
 }
 # Names too common to take from another file when their home has none.
 _HOME_ONLY = {"base", "top"}
-
-
-@dataclass(frozen=True)
-class Program:
-    """A guest program. `symbols` maps names to addresses: "areas",
-    "areas_mask", the other allocators' statics found and the entry points
-    present. `layout` comes from DWARF's `struct mem_area` when `has_dwarf`,
-    else from the built-in table for (arch, format)."""
-    path: str
-    arch: str
-    layout: Layout | None
-    symbols: dict[str, int] = field(default_factory=dict)
-    has_dwarf: bool = False
-    format_hint: str = "2021"
 
 
 @dataclass(frozen=True)
@@ -109,7 +96,12 @@ def _load(elf: ELFFile, path: str, name: str, want_arch: str | None,
     else:
         hint = tree_of(symbols)
         layout = layout_for(arch, format or hint)
-    return Program(path, arch, layout, symbols, struct is not None, hint)
+    loads = [seg for seg in elf.iter_segments() if seg["p_type"] == "PT_LOAD"]
+    return Program(path, arch, layout, symbols, struct is not None, hint,
+                   layout_source="DWARF" if struct is not None else "built-in table (no DWARF)",
+                   relocatable=elf["e_type"] == "ET_DYN",
+                   link_base=min((seg["p_vaddr"] for seg in loads), default=0),
+                   samples=_code_samples(loads))
 
 
 # ------------------------------------------------------------------ arch
@@ -131,6 +123,22 @@ def _arch_of(elf: ELFFile, name: str, dwarf_address_size: int | None) -> str:
         raise SymbolError(f"{name} is a {endian}-endian {arch} ELF; allocview knows "
                           f"{arch} {ARCHES[arch].endian}-endian only")
     return arch
+
+
+def _code_samples(loads, count: int = 8, size: int = 32) -> tuple[tuple[int, bytes], ...]:
+    """`count` pieces of the executable segments' bytes, spread evenly and
+    none all zeros (padding says nothing): what placement looks for."""
+    code = [seg for seg in loads if seg["p_flags"] & 1 and seg["p_filesz"] >= size]
+    out = []
+    for seg in code:
+        data = seg.data()
+        want = max(1, count * len(data) // max(1, sum(s["p_filesz"] for s in code)))
+        step = max(size, len(data) // want)
+        for off in range(0, len(data) - size + 1, step):
+            piece = data[off:off + size]
+            if piece.count(0) < size // 2:
+                out.append((seg["p_vaddr"] + off, bytes(piece)))
+    return tuple(out[:count * 2])
 
 
 # ---------------------------------------------------------------- symtab

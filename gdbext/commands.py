@@ -14,6 +14,7 @@ import sys
 import gdb  # type: ignore[import-not-found]
 
 from allocview import render
+from model.assess import assess, with_cause
 from model.check import check
 from model.constants import FLAG_FRESH
 from model.diff import diff
@@ -33,6 +34,8 @@ class _State:
     format: str | None = None            # forced byte encoding, None = detect
     color: str = "auto"
     snapshot: Snapshot | None = None
+    unchecked = None                     # model.assess.Unchecked of that snapshot
+    told: set = set()                    # relocation advice given (per program)
     saved: dict[str, Snapshot] = {}
     counter = 0
 
@@ -44,35 +47,65 @@ def invalidate(*_args) -> None:
     STATE.snapshot = None
 
 
-def current() -> Snapshot:
-    """The allocator as it is at this stop (decoded once per stop)."""
+def current(require: bool = True) -> Snapshot:
+    """The allocator as it is at this stop (decoded once per stop). With
+    `require`, a state with nothing to check (not initialised, not an
+    allocator) is an error that says so."""
     if STATE.snapshot is None:
-        prog = target.program()
+        target.program()
         if gdb.selected_inferior().pid == 0:
             raise gdb.GdbError("allocview: no running target; `target remote :1234` first")
         try:
-            STATE.snapshot = decode(target.memory(), prog.layout, prog.areas_addr,
-                                    prog.mask_addr, format=STATE.format)
+            prog, where = target.placed()
+            _advise_relocation(prog, where)
+            snap = decode(target.memory(), prog.layout, prog.areas_addr,
+                          prog.mask_addr, format=STATE.format)
         except KeyboardInterrupt:
             raise gdb.GdbError("allocview: interrupted") from None
+        unchecked = assess(snap)
+        STATE.snapshot = snap
+        STATE.unchecked = None if unchecked is None else with_cause(unchecked, where.found)
+    if require and STATE.unchecked is not None:
+        raise gdb.GdbError(f"allocview: nothing checked: {STATE.unchecked.reason}")
     return STATE.snapshot
+
+
+def _advise_relocation(prog, where) -> None:
+    """Once per program: where it is loaded, and the command that moves
+    gdb's own symbols there."""
+    cmd = target.relocation_command(target.program(), where)
+    if cmd and prog.path not in STATE.told:
+        STATE.told.add(prog.path)
+        gdb.write(f"allocview: {prog.name} is {where.how}; allocview reads it there, but gdb's "
+                  f"symbols are at its link addresses: `{cmd}` moves them\n")
+
+
+def symbols_at_guest(what: str):
+    """The program, for commands that plant breakpoints or call functions
+    by gdb's symbols: those must be where the guest has the program."""
+    prog, where = target.placed()
+    cmd = target.relocation_command(target.program(), where)
+    if cmd:
+        raise gdb.GdbError(f"allocview: {what} needs gdb's symbols where the guest has "
+                           f"{prog.name} ({where.how}): `{cmd}` first")
+    return prog
 
 
 def fresh_snapshot() -> Snapshot:
     """Decode now, whatever is cached (a breakpoint callback, after a write)."""
     invalidate()
-    return current()
+    return current(require=False)
 
 
 def save_state(path: str) -> tuple[Snapshot, int]:
     """Decode through a recording memory and write every range read as a
     small ELF dump: a start state for replay, a snapshot for diff."""
     from allocview.dumpwrite import write_elf_dump
-    prog = target.program()
-    mem = CachedMemory(target.memory())
+    prog, _where = target.placed()
+    mem = CachedMemory(target.memory(), record=True)
     snap = decode(mem, prog.layout, prog.areas_addr, prog.mask_addr, format=STATE.format)
-    segments = sorted(mem._cache.items())
-    write_elf_dump(path, [(addr, data) for (addr, _n), data in segments], arch=prog.arch)
+    segments = mem.ranges()
+    write_elf_dump(path, segments, arch=prog.arch, partial=True)
     return snap, len(segments)
 
 
@@ -251,7 +284,7 @@ def cmd_map(a):
 def cmd_snapshot(a):
     STATE.counter += 1
     name = a.name or f"s{STATE.counter}"
-    STATE.saved[name] = current()
+    STATE.saved[name] = current(require=False)
     gdb.write(f"allocview: saved snapshot {name}\n")
 
 
@@ -266,7 +299,7 @@ def cmd_diff(a):
         if n is not None and n not in STATE.saved:
             raise gdb.GdbError(f"allocview: no snapshot {n!r} (saved: {', '.join(STATE.saved)})")
     before = STATE.saved[name_a]
-    after = STATE.saved[a.b] if a.b else current()
+    after = STATE.saved[a.b] if a.b else current(require=False)
     out(render.diff_view(diff(before, after), name_a, a.b or "now"))
 
 
@@ -475,6 +508,17 @@ def cmd_drive(a):
 
     from .drive import GdbGuest
 
+    accepted = read_known(a.known)
+    prog = symbols_at_guest("alloc drive")
+    mem = CachedMemory(target.memory(), record=True)
+    start = decode(mem, prog.layout, prog.areas_addr, prog.mask_addr, format=STATE.format)
+    image = mem.ranges()
+    unchecked = assess(start)
+    if unchecked is not None:
+        raise gdb.GdbError(f"allocview: nothing to drive: {unchecked.reason}")
+    if errors_of(start) and not a.force:
+        raise gdb.GdbError("allocview: the allocator already breaks the design here (`alloc "
+                           "check`); drive from an earlier stop, or --force")
     if not a.yes:
         if not sys.stdin.isatty():
             raise gdb.GdbError("allocview: alloc drive writes guest memory; pass --yes to run it "
@@ -482,14 +526,6 @@ def cmd_drive(a):
         if input("alloc drive calls the guest's allocator and writes guest memory. "
                  "Go on? [y/N] ").strip().lower() not in ("y", "yes"):
             return
-    accepted = read_known(a.known)
-    prog = target.program()
-    mem = CachedMemory(target.memory())
-    start = decode(mem, prog.layout, prog.areas_addr, prog.mask_addr, format=STATE.format)
-    image = sorted((addr, data) for (addr, _n), data in mem._cache.items())
-    if errors_of(start) and not a.force:
-        raise gdb.GdbError("allocview: the allocator already breaks the design here (`alloc "
-                           "check`); drive from an earlier stop, or --force")
     ops = generate(a.seed, a.ops, start.layout, start, mix=a.mix,
                    area_bits=_area_bits(a.area, start))
     gdb.write(f"allocview: driving {len(ops)} operations (seed {a.seed}, mix {a.mix}, "
@@ -499,7 +535,8 @@ def cmd_drive(a):
     with GdbGuest(a.timeout) as guest:
         out = drive_session(guest, start, image, ops, mode=a.mode, accepted=accepted,
                             shrink_it=not a.no_shrink, prefix=a.out, header=header,
-                            write_dump=lambda p, img: write_elf_dump(p, img, arch=prog.arch),
+                            write_dump=lambda p, img: write_elf_dump(p, img, arch=prog.arch,
+                                                                      partial=True),
                             decode_end=lambda: fresh_snapshot().state(), keep=a.keep,
                             progress=lambda k: k % 100 or gdb.write(f"  {k} ops\n"))
     invalidate()

@@ -6,18 +6,21 @@ lx-* `CachedType` idea): importing this module touches no target.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
 
 import gdb  # type: ignore[import-not-found]
 
 from allocview.sources.hostmem import HostFirst, HostMemory, HostMemoryUnavailable, stub_owner
 from model.arch import ARCHES, by_gdb_name
+from model.arch import arch as arch_named
 from model.entry_points import ENTRY_POINTS, tree_of
 from model.errors import LayoutError, MemoryReadError
 from model.layout import Layout, layout_for
+from model.placement import Placement, place
+from model.program import Program
 
-__all__ = ["GdbMemory", "Program", "program", "forget", "HOST", "host_memory",
-           "memory", "forget_host"]
+__all__ = ["GdbMemory", "Program", "program", "placed", "relocation_command", "forget", "HOST",
+           "host_memory", "memory", "forget_host"]
 
 
 class GdbMemory:
@@ -112,23 +115,15 @@ def memory(inferior=None):
     return stub if host is None else HostFirst(host, stub, refuse_host)
 
 
-@dataclass(frozen=True)
-class Program:
-    arch: str
-    layout: Layout
-    layout_source: str          # "DWARF" or "built-in table"
-    areas_addr: int
-    mask_addr: int
-    symbols: dict
-
-
 _cached: Program | None = None
+_placed: tuple | None = None       # (key, Program, Placement) for this connection
 
 
 def forget(*_args) -> None:
     """Drop what we learnt about the program (a new objfile was loaded)."""
-    global _cached
+    global _cached, _placed
     _cached = None
+    _placed = None
 
 
 def _arch_name() -> str:
@@ -181,7 +176,8 @@ def _dwarf_layout(arch: str, format_hint: str | None) -> Layout | None:
 
 
 def program(format_hint: str | None = None) -> Program:
-    """What the allocator looks like in the program gdb has loaded."""
+    """What the allocator looks like in the program gdb has loaded, at the
+    addresses gdb's symbols say."""
     global _cached
     if _cached is not None and (format_hint is None or _cached.layout.format == format_hint):
         return _cached
@@ -202,5 +198,90 @@ def program(format_hint: str | None = None) -> Program:
     if layout is None:
         hint = format_hint or tree_of(syms)
         layout, source = layout_for(arch, hint), "built-in table (no debug info)"
-    _cached = Program(arch, layout, source, areas, mask, syms)
+    path, code = _code_sections()
+    a = arch_named(arch)
+    _cached = Program(path, arch, layout, {"areas": areas, "areas_mask": mask, **syms},
+                      has_dwarf=source == "DWARF", format_hint=layout.format,
+                      relocatable=a.boot.relocatable,
+                      link_base=min((lo for lo, _off, _n in code), default=0),
+                      samples=_samples(path, code), layout_source=source)
     return _cached
+
+
+_SECTION = re.compile(r"^\s*\[\d+\]\s+0x([0-9a-fA-F]+)->0x([0-9a-fA-F]+) at 0x([0-9a-fA-F]+): "
+                      r"(\S+) (.*)$")
+
+
+def _code_sections() -> tuple[str, list[tuple[int, int, int]]]:
+    """The main file and its loaded code sections as (address, file offset,
+    size), from `maint info sections` (gdb's view, relocated if the user
+    relocated it)."""
+    try:
+        text = gdb.execute("maint info sections", to_string=True)
+    except gdb.error:
+        return "", []
+    path, out = "", []
+    for line in text.splitlines():
+        if line.startswith(("Exec file:", "Object file:")):
+            if path:
+                break
+            m = re.search(r"`(.*)'", line)
+            path = m.group(1) if m else ""
+            continue
+        m = _SECTION.match(line)
+        if m and {"ALLOC", "LOAD", "CODE", "HAS_CONTENTS"} <= set(m.group(5).split()):
+            lo, hi, off = (int(m.group(i), 16) for i in (1, 2, 3))
+            out.append((lo, off, hi - lo))
+    return path, out
+
+
+def _samples(path: str, code: list[tuple[int, int, int]], count: int = 8,
+             size: int = 32) -> tuple[tuple[int, bytes], ...]:
+    """Pieces of the code as the file has it (what model.placement looks
+    for in guest memory)."""
+    total = sum(n for _lo, _off, n in code)
+    if not path or total < size:
+        return ()
+    out = []
+    try:
+        with open(path, "rb") as f:
+            for lo, off, n in code:
+                want = max(1, count * n // total)
+                step = max(size, n // want)
+                for pos in range(0, n - size + 1, step):
+                    f.seek(off + pos)
+                    piece = f.read(size)
+                    if len(piece) == size and piece.count(0) < size // 2:
+                        out.append((lo + pos, piece))
+    except OSError:
+        return ()
+    return tuple(out[:count * 2])
+
+
+def placed() -> tuple[Program, "Placement"]:
+    """The program where the guest has it (model.placement, from the
+    guest's bytes; once per connection and program), and how it was found.
+    Raises GdbError when its code is definitely not in the guest."""
+    global _placed
+    prog = program()
+    inf = gdb.selected_inferior()
+    key = (id(prog), getattr(inf, "connection_num", None), inf.pid)
+    if _placed is not None and _placed[0] == key:
+        return _placed[1], _placed[2]
+    a = arch_named(prog.arch)
+    where = place(memory(inf), list(prog.samples), relocatable=prog.relocatable,
+                  candidates=a.boot.load_addresses, link_base=prog.link_base)
+    if where.found is False:
+        raise gdb.GdbError(f"allocview: {prog.name} does not match the guest: {where.how}")
+    if prog.relocatable and where.found is None:
+        raise gdb.GdbError(f"allocview: {prog.name}: {where.how}")
+    _placed = (key, prog.relocated(where.offset), where)
+    return _placed[1], _placed[2]
+
+
+def relocation_command(prog: Program, where) -> str | None:
+    """The command that moves gdb's symbols where the guest has the
+    program, or None when they are there already."""
+    if not where.offset:
+        return None
+    return f"symbol-file -o {where.offset:#x} {prog.path}"

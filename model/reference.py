@@ -11,7 +11,6 @@ are the same as writing each pointer at once, at a fraction of the cost.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 
 from .constants import AREA_ANY_NUMBER, AREA_MASK, FLAG_DONTZERO, FLAG_FRESH
 from .errors import ModelError

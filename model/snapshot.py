@@ -45,6 +45,8 @@ class AreaSnapshot:
     metadata: bytes | None = field(default=None, repr=False)
     blocks: BlockMap | None = field(default=None, repr=False)
     freelists: tuple[ListWalk, ...] = field(default=(), repr=False)
+    # (head address, prev, next) of every list head, walked or not
+    heads: tuple[tuple[int, int, int], ...] = field(default=(), repr=False)
 
     @property
     def pages(self) -> int:
@@ -137,6 +139,12 @@ def _parse_descriptors(blob: bytes, layout: Layout, areas_addr: int) -> list[_Ra
 def _empty(raw: _Raw) -> bool:
     return raw.base == 0 and raw.top == 0 and raw.page_states == 0 and not raw.max_order \
         and all(h == (0, 0) for h in raw.heads)
+
+
+def _empty_area(a: AreaSnapshot) -> bool:
+    """An area slot holding nothing at all (all zeros)."""
+    return a.base == 0 and a.top == 0 and a.page_states == 0 and not a.max_order \
+        and all(p == 0 and n == 0 for _h, p, n in a.heads)
 
 
 def _covering(ranges: list[tuple[int, int]] | None, addr: int) -> tuple[int, int] | None:
@@ -331,8 +339,11 @@ def decode(memory: Memory, layout: Layout, areas_addr: int, mask_addr: int, *,
                 head = r.desc_addr + layout.struct.freelists_off + k * layout.struct.list_head_size
                 ws.append(walk_list(head, hprev, hnext, nodes.node_at, len(meta), heads, pages))
             walks = tuple(ws)
+        head0 = r.desc_addr + layout.struct.freelists_off
+        heads_raw = tuple((head0 + k * layout.struct.list_head_size, p, n)
+                          for k, (p, n) in enumerate(r.heads))
         areas.append(AreaSnapshot(r.slot, slot.name if slot else f"AREA{r.slot}", r.desc_addr,
                                   r.base, r.top, r.page_states, r.max_order, init, meta,
-                                  blocks.get(r.slot), walks))
+                                  blocks.get(r.slot), walks, heads_raw))
     return Snapshot(layout, areas_addr, mask_addr, mask, tuple(areas), tuple(problems), reason,
                     phys_offset)

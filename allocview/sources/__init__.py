@@ -66,6 +66,26 @@ class Source:
         """`size` bytes at guest physical address `phys`."""
         raise MemoryReadError(phys, size, f"{self.name} cannot read physical memory")
 
+    def ram_phys(self) -> list[tuple[int, int]] | None:
+        """Guest physical RAM as [(start, end)], when the source knows."""
+        return None
+
+    def ram_ranges(self) -> list[tuple[int, int]] | None:
+        """Guest RAM as addresses (model.memory's protocol)."""
+        ram = self.ram_phys()
+        if ram is None:
+            return None
+        return [(lo + self.phys_offset, hi + self.phys_offset) for lo, hi in ram]
+
+    def view(self, addr: int, size: int) -> memoryview | None:
+        """A zero-copy view of guest memory, where the source has one."""
+        return None
+
+    def guest_machine(self) -> tuple[str, int, str] | None:
+        """(e_machine, ELF class bits, endianness) of the guest the memory
+        comes from, when the source says (a dump's ELF header)."""
+        return None
+
     # ------------------------------------------------------------ lifecycle
     def close(self) -> None:
         """Release what the source holds; idempotent."""

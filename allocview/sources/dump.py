@@ -55,13 +55,21 @@ class DumpSource(MappedSource):
         self.path = path
         f = open_file(path, "--dump")
         try:
-            extents, self.machine, self.elfclass = _parse(f, path)
+            extents, self.machine, self.elfclass, self.endian, self.partial = _parse(f, path)
             self._file = MappedFile(f, extents, label=f"--dump {path}")
         except BaseException:
             f.close()
             raise
         # what a caller may report: segments whose data the file lacks
         self.truncated = [e for e in self._file.extents if self._file.available(e) < e.size]
+
+    def ram_phys(self) -> list[tuple[int, int]] | None:
+        """A QEMU dump's segments are guest RAM; a partial image's (a saved
+        state) are only the pieces allocview read, and say nothing of RAM."""
+        return None if self.partial else super().ram_phys()
+
+    def guest_machine(self) -> tuple[str, int, str]:
+        return self.machine, self.elfclass, self.endian
 
     @property
     def segments(self) -> list[Extent]:
@@ -70,8 +78,9 @@ class DumpSource(MappedSource):
 
 
 
-def _parse(f, path: str) -> tuple[list[Extent], str, int]:
-    """PT_LOAD extents, e_machine and ELF class of the core in f."""
+def _parse(f, path: str) -> tuple[list[Extent], str, int, str, bool]:
+    """PT_LOAD extents, e_machine, ELF class and endianness of the core in
+    f, and whether it is a partial image (allocview's note)."""
     label = f"--dump {path}"
     size = f.seek(0, 2)
     f.seek(0)
@@ -101,7 +110,20 @@ def _parse(f, path: str) -> tuple[list[Extent], str, int]:
         raise SourceError(f"{label}: unreadable ELF headers ({first_line(e)})") from None
     if not extents:
         raise SourceError(f"{label}: no PT_LOAD segment, so no guest memory in this dump")
-    return extents, elf["e_machine"], elf.elfclass
+    return (extents, elf["e_machine"], elf.elfclass, "little" if elf.little_endian else "big",
+            _partial(elf))
+
+
+def _partial(elf: ELFFile) -> bool:
+    from ..dumpwrite import PARTIAL_NOTE
+    try:
+        for seg in elf.iter_segments():
+            if seg["p_type"] == "PT_NOTE" and seg["p_filesz"] >= 12:
+                if any(n["n_name"] == PARTIAL_NOTE for n in seg.iter_notes()):
+                    return True
+    except Exception:  # noqa: BLE001 - an odd note is no reason to refuse a dump
+        pass
+    return False
 
 
 def _kind(e_type: str) -> str:

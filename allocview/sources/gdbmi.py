@@ -112,6 +112,12 @@ class GdbMiSource(Source):
             out.append("".join(text))
         return out
 
+    def ram_ranges(self) -> list[tuple[int, int]] | None:
+        """Where RAM is, when QEMU's process told us (its addresses read
+        as the guest's, as the reads from it are)."""
+        from model.memory import ram_ranges
+        return ram_ranges(self._memory)
+
     @property
     def pid(self) -> int | None:
         proc = self._mi.gdb_process

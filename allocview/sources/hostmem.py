@@ -175,6 +175,10 @@ class HostMemory:
     def covers(self, phys: int, size: int) -> bool:
         return self._hva(phys, size) is not None
 
+    def ram_ranges(self) -> list[tuple[int, int]]:
+        """Guest physical RAM, [(start, end)]."""
+        return [(gpa, end) for gpa, end, _hva in self.ranges]
+
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
@@ -233,6 +237,11 @@ class HostFirst:
         self.refused: str | None = None
         self.stats = {"reads": 0, "host_reads": 0}
         self._verified = False
+
+    def ram_ranges(self) -> list[tuple[int, int]] | None:
+        """Where RAM is (guest addresses read as physical), while the host
+        serves."""
+        return self.host.ram_ranges() if self.host is not None else None
 
     def _slow(self, addr: int, size: int) -> bytes:
         self.stats["reads"] += 1

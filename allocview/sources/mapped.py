@@ -65,6 +65,18 @@ class MappedFile:
         self.extents = _disjoint(extents)
         self._starts = [e.phys for e in self.extents]
 
+    def view(self, phys: int, size: int) -> memoryview | None:
+        """The bytes of [phys, phys + size) in place, when one extent of the
+        file holds them all."""
+        i = bisect_right(self._starts, phys) - 1
+        if i < 0 or self.mm is None:
+            return None
+        e = self.extents[i]
+        off = phys - e.phys
+        if size < 0 or phys + size > e.end or off + size > self.available(e):
+            return None
+        return memoryview(self.mm)[e.offset + off:e.offset + off + size]
+
     def available(self, e: Extent) -> int:
         """Bytes of extent e the file really holds."""
         return max(0, min(e.size, self.size - e.offset))
@@ -116,6 +128,14 @@ class MappedSource(Source):
 
     def read_phys(self, phys: int, size: int) -> bytes:
         return self._file.read(phys, size)
+
+    def ram_phys(self) -> list[tuple[int, int]]:
+        return [(e.phys, e.end) for e in self._file.extents]
+
+    def view(self, addr: int, size: int) -> memoryview | None:
+        if self.closed:
+            return None
+        return self._file.view(addr - self.phys_offset, size)
 
     def close(self) -> None:
         if not self.closed:

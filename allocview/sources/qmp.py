@@ -368,6 +368,9 @@ class QmpSource(Source):
         finally:
             pauser.close()
 
+    def ram_phys(self) -> list[tuple[int, int]] | None:
+        return None if self.ram is None else [(e.phys, e.end) for e in self.ram]
+
     @property
     def via(self) -> str:
         """How reads are served, for the user."""

@@ -95,7 +95,7 @@ class MiSession:
     def send(self, commands: list[str]) -> list[int]:
         """Write commands in one go; their tokens."""
         if self.dead or self.proc.poll() is not None:
-            raise MiError("gdb is not running")
+            raise MiError(f"gdb exited (status {self.proc.poll()})")
         tokens, lines = [], []
         for c in commands:
             self._token += 1

@@ -51,9 +51,9 @@ def test_trace_of_the_workload_replays_without_divergence(make_guest, variant, t
     from model.memory import CachedMemory
     prog = load_program(str(g.elf))
     with open_source(dump=str(end)) as src:
-        mem = CachedMemory(src)
+        mem = CachedMemory(src, record=True)
         snap = decode(mem, prog.layout, prog.symbols["areas"], prog.symbols["areas_mask"])
-        image = dict(((a, d) for (a, _), d in mem._cache.items()))
+        image = dict(mem.ranges())
     al = Allocator.from_state(snap.layout, list(snap.state()), snap.areas_mask,
                               areas_addr=snap.areas_addr, mask_addr=snap.mask_addr)
     log = []
@@ -69,7 +69,7 @@ def test_trace_of_the_workload_replays_without_divergence(make_guest, variant, t
             if lo < hi:
                 buf[lo - addr:hi - addr] = new[lo - waddr:hi - waddr]
         patched.append((addr, bytes(buf)))
-    write_elf_dump(str(bad), patched, arch=prog.arch)
+    write_elf_dump(str(bad), patched, arch=prog.arch, partial=True)
     r = allocview("--elf", g.elf, "replay", trace, "--against", bad, "--json")
     assert r.returncode == 1
     div = json.loads(r.stdout)["divergence"]
