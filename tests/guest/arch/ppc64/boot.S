@@ -7,6 +7,15 @@
 #define R_PPC64_RELATIVE 22
 
 	.section .text.boot, "ax"
+	/*
+	 * The firmware enters the image's first byte; the ELF's entry (where
+	 * gdb puts the breakpoint that ends an inferior call) must not be 0,
+	 * which gdb reads as "entry point unknown" on ppc64.
+	 */
+	.globl _head
+_head:
+	b	start
+
 	.globl start
 start:
 	/* 64-bit mode (MSR[SF]) */
@@ -19,7 +28,7 @@ start:
 	mr	r30, r5			/* the client interface */
 	bl	0f
 0:	mflr	r12
-	addi	r31, r12, -(0b - start)	/* where we were loaded: our link offset */
+	addi	r31, r12, -(0b - _head)	/* where we were loaded: our link offset */
 	addis	r2, r12, (.TOC. - 0b)@ha
 	addi	r2, r2, (.TOC. - 0b)@l
 	addis	r1, r12, (stack_top - 0b)@ha
