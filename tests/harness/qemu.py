@@ -5,6 +5,12 @@
         print(gdb.cli("print/x 'alloc_page.c'::areas_mask"))
         g.dump_guest_memory(tmp / "core.elf")  # QMP
 
+Any arch of harness.ARCHES: "s390x-2021", "ppc64-2020-nomerge"... The
+QEMU binary, machine and cpu come from model.arch, the firmware options,
+console device and exit device from `fixture_args`; gdb is the arch's
+(gdb-multiarch off x86) with a relocatable ELF's symbols at its load
+address. `wait_exit()` gives the test's status on every arch.
+
 QEMU starts paused (-S) unless `paused=False`; the first gdb attach or
 `resume()` lets it run. Everything it spawns dies in `close()` (also on
 garbage collection, at interpreter exit, and through PR_SET_PDEATHSIG when
