@@ -15,7 +15,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import Guest, build  # noqa: E402
 
-TOOLS = ("qemu-system-x86_64", "qemu-system-i386", "gdb", "make", "gcc", "objcopy")
+TOOLS = ("qemu-system-x86_64", "qemu-system-i386", "qemu-system-s390x", "qemu-system-aarch64",
+         "qemu-system-ppc64", "qemu-system-riscv64", "gdb", "gdb-multiarch", "make", "gcc",
+         "objcopy", "i686-linux-gnu-gcc", "s390x-linux-gnu-gcc", "aarch64-linux-gnu-gcc",
+         "powerpc64-linux-gnu-gcc", "riscv64-linux-gnu-gcc")
+PACKAGES = ("qemu-system-x86 qemu-system-misc qemu-system-arm qemu-system-ppc gdb gdb-multiarch "
+            "make gcc binutils gcc-i686-linux-gnu gcc-s390x-linux-gnu gcc-aarch64-linux-gnu "
+            "gcc-powerpc64-linux-gnu gcc-riscv64-linux-gnu (never gcc-multilib); "
+            "or run scripts/setup as root")
 
 
 @pytest.fixture(scope="session")
@@ -24,14 +31,14 @@ def guest_build() -> None:
     tool is missing or the build breaks."""
     missing = [t for t in TOOLS if shutil.which(t) is None]
     if missing:
-        pytest.fail(f"guest tests need {', '.join(missing)} (apt: qemu-system-x86 gdb "
-                    "gcc-multilib make binutils)", pytrace=False)
+        pytest.fail(f"guest tests need {', '.join(missing)} (apt: {PACKAGES})", pytrace=False)
     build()
 
 
 @pytest.fixture
 def make_guest(guest_build):
-    """make_guest(variant="x86_64-2021", **Guest kwargs) -> a started Guest,
+    """make_guest(variant="x86_64-2021", **Guest kwargs) -> a started Guest
+    (any arch: "s390x-2021", "ppc64-2020-nomerge"...),
     closed (QEMU and gdb killed) when the test ends, pass or fail."""
     guests: list[Guest] = []
 

@@ -1,16 +1,20 @@
 """The fixture guest's allocator, read with plain gdb at each checkpoint,
 equals the reference model replaying the same workload: areas, masks,
-metadata bytes, and every free list node by node."""
+metadata bytes, and every free list node by node. x86 at every
+checkpoint, the other arches (big-endian s390x and ppc64, 64 KiB pages on
+ppc64, relocated aarch64, ppc64 and riscv64) at 2 and 5."""
 
 from __future__ import annotations
 
 import pytest
 
-from harness import replay
+from harness import NEW_ARCHES, Variant, replay
 from harness.gdbstate import diff, read_guest, read_model
 
 VARIANTS = ("x86_64-2021", "x86_64-2020", "i386-2021", "i386-2020")
-CASES = [(v, cp) for v in VARIANTS for cp in (1, 2, 3, 4, 5)]
+NEW_VARIANTS = tuple(f"{a}-{f}" for a in NEW_ARCHES for f in ("2021", "2020"))
+CASES = [(v, cp) for v in VARIANTS for cp in (1, 2, 3, 4, 5)] + \
+    [(v, cp) for v in NEW_VARIANTS for cp in (2, 5)]
 
 
 @pytest.mark.parametrize("variant,cp", CASES, ids=[f"{v}-cp{c}" for v, c in CASES])
@@ -30,6 +34,29 @@ def test_guest_state_equals_model_at_checkpoint(guest_at, variant, cp):
     assert diff(guest, model) == []
     assert guest.raw_areas == model.raw_areas
     assert guest.areas_mask and set(guest.areas) == set(model.areas)
+
+
+@pytest.mark.parametrize("variant", NEW_VARIANTS)
+def test_new_arch_areas_match_memory_size(guest_at, variant):
+    """256M: one area, in the slot of the RAM (s390x: LOW, below 2 GiB;
+    the others' single NORMAL slot), up to the end of RAM in the arch's
+    pages; the 2021 pfns are 64-bit, 2020's pointer sized (8 bytes too)."""
+    v = Variant.parse(variant)
+    g = guest_at(variant, 2)
+    gdb = g.gdb
+    slot = 1 if v.arch == "s390x" else 0
+    assert gdb.print_int("'alloc_page.c'::areas_mask") == 1 << slot
+    top = gdb.print_int(f"'alloc_page.c'::areas[{slot}].top")
+    assert top == (v.ram_start + (256 << 20)) >> v.page_shift
+    base = gdb.print_int(f"'alloc_page.c'::areas[{slot}].base")
+    image_end = gdb.print_int("(unsigned long)&_end")
+    assert image_end >> v.page_shift < base < top       # the RAM above the image
+    assert gdb.print_int("sizeof('alloc_page.c'::areas[0].base)") == 8
+    nlists = gdb.print_int("sizeof('alloc_page.c'::areas[0].freelists) / "
+                           "sizeof('alloc_page.c'::areas[0].freelists[0])")
+    assert nlists == 64 - v.page_shift                  # 48 on ppc64 (64 KiB pages)
+    max_areas = gdb.print_int("sizeof('alloc_page.c'::areas) / sizeof('alloc_page.c'::areas[0])")
+    assert max_areas == v.info.max_areas[v.fmt]
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

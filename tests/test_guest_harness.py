@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import GdbTimeout, time_to_checkpoint
+from harness import ARCHES, GdbTimeout, Variant, fixture_args, time_to_checkpoint
 
 TESTS_DIR = Path(__file__).resolve().parent
 REPO = TESTS_DIR.parent
@@ -166,5 +167,60 @@ def test_missing_elf_fails_loudly(guest_build, tmp_path):
     assert {p.pid for p in procs.live_children()} <= before
 
 
-def test_boot_to_checkpoint_1_is_quick(guest_build):
-    assert time_to_checkpoint("x86_64-2021", 1) < 10.0
+@pytest.mark.parametrize("arch", ARCHES)
+def test_boot_to_checkpoint_1_is_quick(guest_build, arch):
+    assert time_to_checkpoint(f"{arch}-2021", 1) < 10.0
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_variant_images_follow_the_arch_table(guest_build, arch):
+    """What each build is, against model.arch: ELF machine, class and
+    byte order; ET_DYN linked at 0 when relocatable (with only RELATIVE
+    relocations, DWARF, and an entry gdb can use); what QEMU boots."""
+    from elftools.elf.elffile import ELFFile
+
+    v = Variant.parse(f"{arch}-2021")
+    info = v.info
+    with open(v.elf, "rb") as f:
+        elf = ELFFile(f)
+        assert elf["e_machine"] == info.elf_machine
+        assert elf.elfclass == info.ptr_size * 8
+        assert elf.little_endian == (info.endian == "little")
+        assert elf.has_dwarf_info()
+        assert elf["e_type"] == ("ET_DYN" if info.boot.relocatable else "ET_EXEC")
+        if info.boot.relocatable:
+            assert min(s["p_vaddr"] for s in elf.iter_segments() if s["p_type"] == "PT_LOAD") == 0
+            rela = elf.get_section_by_name(".rela.dyn")
+            assert rela is not None and rela.num_relocations() > 0
+            assert {r["r_info_type"] for r in rela.iter_relocations()} == \
+                {{"aarch64": 1027, "ppc64": 22, "riscv64": 3}[arch]}
+            assert v.load_offset == info.boot.load_addresses[0]
+        else:
+            assert v.load_offset == 0
+        # gdb's inferior calls return to the entry point: 0 is "unknown" to gdb on ppc64
+        assert elf["e_entry"] != 0 or arch != "ppc64"
+    flat = v.flat.read_bytes()
+    if arch in ("x86_64", "i386"):
+        assert flat[:5] == b"\x7fELF\x01"          # ELF32 for the multiboot loader
+    elif arch in ("s390x", "ppc64"):
+        assert flat == v.elf.read_bytes()           # the ELF itself
+    else:
+        assert flat[:4] != b"\x7fELF"               # raw image
+    if arch == "aarch64":                           # arm64 Image header
+        text_offset, image_size = struct.unpack_from("<QQ", flat, 8)
+        assert flat[0x38:0x3C] == b"ARM\x64" and text_offset == 0x80000
+        assert image_size >= len(flat)
+        assert info.boot.ram_start + text_offset == v.load_offset
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_qemu_arguments_per_arch(arch, tmp_path):
+    v = Variant.parse(f"{arch}-2021")
+    args = fixture_args(v, tmp_path / "console.log")
+    boot = v.info.boot
+    if arch not in ("x86_64", "i386"):
+        assert args[args.index("-machine") + 1].split(",")[0] == boot.machine
+    if boot.cpu:
+        assert args[args.index("-cpu") + 1] == boot.cpu
+    assert v.gdb in v.info.debuggers or os.environ.get("ALLOCVIEW_GDB")
+    assert any(str(tmp_path / "console.log") in a for a in args)

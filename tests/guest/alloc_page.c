@@ -76,16 +76,31 @@ static struct mem_area areas[MAX_AREAS];
 static unsigned int areas_mask;
 static struct spinlock lock;
 
+#ifdef ARCH_NO_ATOMICS
+/* one CPU, no interrupts, and no exclusive accesses (aarch64 without MMU) */
+static void spin_lock(struct spinlock *l)
+{
+	while (*(volatile int *)&l->v)
+		cpu_relax();
+	*(volatile int *)&l->v = 1;
+}
+
+static void spin_unlock(struct spinlock *l)
+{
+	*(volatile int *)&l->v = 0;
+}
+#else
 static void spin_lock(struct spinlock *l)
 {
 	while (__sync_lock_test_and_set(&l->v, 1))
-		asm volatile("pause");
+		cpu_relax();
 }
 
 static void spin_unlock(struct spinlock *l)
 {
 	__sync_lock_release(&l->v);
 }
+#endif
 
 static inline void list_init(struct linked_list *head)
 {
@@ -176,12 +191,7 @@ static unsigned int get_order(size_t n)
 
 u64 slot_lo_pfn(int n)
 {
-#if FORMAT == 2021
-	static const u64 lo[NR_SLOTS] = { AREA_NORMAL_PFN, AREA_HIGH_PFN, AREA_LOW_PFN,
-					  AREA_LOWEST_PFN };
-#else
-	static const u64 lo[NR_SLOTS] = { AREA_NORMAL_PFN, AREA_PAE_HIGH_PFN, AREA_LOW_PFN };
-#endif
+	static const u64 lo[NR_SLOTS] = SLOT_LO_PFNS;
 	return lo[n];
 }
 

@@ -17,27 +17,12 @@
 #define FLAG_DONTZERO 0x10000
 #define FLAG_FRESH 0x20000
 
-/* x86 slots: number, lowest pfn of the slot's range */
-#if FORMAT == 2021
-#define MAX_AREAS 4
-#define AREA_NORMAL_NUMBER 0
-#define AREA_HIGH_NUMBER 1
-#define AREA_LOW_NUMBER 2
-#define AREA_LOWEST_NUMBER 3
-#define AREA_NORMAL_PFN (1ULL << 24)	/* 64 GiB */
-#define AREA_HIGH_PFN (1ULL << 20)	/* 4 GiB */
-#define AREA_LOW_PFN (1ULL << 12)	/* 16 MiB */
-#define AREA_LOWEST_PFN 0ULL
-#define NR_SLOTS 4
-#else
-#define MAX_AREAS 6
-#define AREA_NORMAL_NUMBER 0
-#define AREA_PAE_HIGH_NUMBER 1
-#define AREA_LOW_NUMBER 2
-#define AREA_NORMAL_PFN (1ULL << 24)
-#define AREA_PAE_HIGH_PFN (1ULL << 20)
-#define AREA_LOW_PFN 0ULL
-#define NR_SLOTS 3
+/*
+ * Slots come from arch.h: MAX_AREAS, NR_SLOTS (the slots of the table in
+ * ALLOCATOR.md), SLOT_LO_PFNS (lowest pfn of each slot, slot 0 first) and
+ * the AREA_*_NUMBER names.
+ */
+#if FORMAT == 2020
 #define AREA_ANY (-1)
 #endif
 

@@ -1,33 +1,34 @@
-/* Tiny libc: memory helpers and a printf on the COM1 serial port. */
+/* Tiny libc: memory helpers and a printf on the arch's console. */
 #include "types.h"
 
-#define COM1 0x3f8
-
-static inline void outb(u16 port, u8 v)
-{
-	asm volatile("outb %0, %1" : : "a"(v), "Nd"(port));
-}
-
-static inline u8 inb(u16 port)
-{
-	u8 v;
-	asm volatile("inb %1, %0" : "=a"(v) : "Nd"(port));
-	return v;
-}
-
+#ifndef ARCH_MEMOPS
+/* word stores where aligned: the allocator zeroes whole blocks with this */
 void *memset(void *s, int c, size_t n)
 {
-	void *d = s;
-	asm volatile("cld; rep stosb" : "+D"(d), "+c"(n) : "a"(c) : "memory");
+	unsigned long w = (u8)c * (~0UL / 0xff);
+	u8 *p = s;
+
+	while (n && ((uintptr_t)p & (sizeof(long) - 1))) {
+		*p++ = (u8)c;
+		n--;
+	}
+	for (; n >= sizeof(long); n -= sizeof(long), p += sizeof(long))
+		*(unsigned long *)p = w;
+	while (n--)
+		*p++ = (u8)c;
 	return s;
 }
 
 void *memcpy(void *d, const void *s, size_t n)
 {
-	void *dd = d;
-	asm volatile("cld; rep movsb" : "+D"(dd), "+S"(s), "+c"(n) : : "memory");
+	u8 *dd = d;
+	const u8 *ss = s;
+
+	while (n--)
+		*dd++ = *ss++;
 	return d;
 }
+#endif
 
 size_t strlen(const char *s)
 {
@@ -48,18 +49,9 @@ int strncmp(const char *a, const char *b, size_t n)
 	return 0;
 }
 
-static void serial_putc(char c)
-{
-	int spin = 100000;
-	while (!(inb(COM1 + 5) & 0x20) && --spin)
-		;
-	outb(COM1, c);
-}
-
 void puts(const char *s)
 {
-	while (*s)
-		serial_putc(*s++);
+	arch_puts(s);
 }
 
 struct buf {

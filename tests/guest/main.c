@@ -1,9 +1,10 @@
 /*
- * Fixture guest for allocview: boots from multiboot, gives the RAM above
- * the image to the page allocator, runs a deterministic workload from the
- * command line and stops at numbered checkpoints.
+ * Fixture guest for allocview: boots (arch/<arch>/: multiboot, SCLP,
+ * Linux image, Open Firmware, OpenSBI), gives the RAM above the image to
+ * the page allocator, runs a deterministic workload from the command line
+ * and stops at numbered checkpoints.
  *
- * Console lines (COM1), one per event:
+ * Console lines, one per event:
  *   allocview-guest arch=ARCH format=FMT defect=NAME
  *   cmdline: TEXT
  *   mmap base=0xADDR len=0xLEN type=T
@@ -12,20 +13,16 @@
  *   checkpoint N ops=OPS hash=0xHASH
  *   abort
  *   exit code=C
+ *   EXIT: STATUS=S          (S = (C << 1) | 1; arches without isa-debug-exit)
  */
 #include "guest.h"
 
-#define MB_INFO_CMDLINE (1U << 2)
-#define MB_INFO_MMAP (1U << 6)
 #define MAX_MMAP 32
-#define PHYS_EARLY_SIZE (64UL << 10)
+/* alloc_phys gets 16 pages right after the image (64 KiB with 4 KiB pages) */
+#define PHYS_EARLY_SIZE (16 * PAGE_SIZE)
 
-#if BITS_PER_LONG == 64
-#define ARCH_NAME "x86_64"
-#define MAP_LIMIT (16ULL << 30) /* identity map of boot64.S */
-#else
-#define ARCH_NAME "i386"
-#define MAP_LIMIT (4ULL << 30)
+#ifndef MAP_LIMIT
+#define MAP_LIMIT (~0ULL)
 #endif
 
 #if defined(DEFECT_NOMERGE)
@@ -36,34 +33,7 @@
 #define DEFECT_NAME "none"
 #endif
 
-struct mb_info {
-	u32 flags;
-	u32 mem_lower;
-	u32 mem_upper;
-	u32 boot_device;
-	u32 cmdline;
-	u32 mods_count;
-	u32 mods_addr;
-	u32 syms[4];
-	u32 mmap_length;
-	u32 mmap_addr;
-};
-
-struct mb_mmap_entry {
-	u32 size;
-	u64 addr;
-	u64 len;
-	u32 type;
-} __attribute__((packed));
-
-struct mem_range {
-	u64 addr;
-	u64 len;
-	u32 type;
-};
-
 extern char _end[];
-u32 mb_magic, mb_info;
 
 struct options opts = { .seed = 1, .mix = "default", .ops = 5000, .mode = "normal" };
 struct piece pieces[MAX_PIECES];
@@ -75,18 +45,14 @@ static char cmdline[1024];
 static struct mem_range mmap[MAX_MMAP];
 static int nmmap;
 
-static inline void outl(u16 port, u32 v)
-{
-	asm volatile("outl %0, %1" : : "a"(v), "Nd"(port));
-}
-
 noinline noreturn void exit(int code)
 {
 	printf("exit code=%d\n", code);
-	/* isa-debug-exit: QEMU exits with status (code << 1) | 1 */
-	outl(0xf4, code);
-	for (;;)
-		asm volatile("cli; hlt");
+#if ARCH_EXIT_STATUS_LINE
+	/* what kvm-unit-tests runners parse where QEMU's status cannot say it */
+	printf("EXIT: STATUS=%d\n", (code << 1) | 1);
+#endif
+	arch_poweroff(code);
 }
 
 noinline noreturn void abort(void)
@@ -107,7 +73,7 @@ noinline void idle(void)
 	for (;;) {
 		if (exit_request)
 			exit(exit_request);
-		asm volatile("pause");
+		cpu_relax();
 	}
 }
 
@@ -167,37 +133,6 @@ static void parse_cmdline(void)
 			opts.mode = val;
 		else
 			printf("cmdline: unknown key %s\n", key);
-	}
-}
-
-static void read_multiboot(void)
-{
-	struct mb_info *mbi = (struct mb_info *)(uintptr_t)mb_info;
-	u32 off;
-
-	if (mb_magic != 0x2BADB002) {
-		printf("bad multiboot magic 0x%x\n", mb_magic);
-		abort();
-	}
-	if (mbi->flags & MB_INFO_CMDLINE) {
-		const char *src = (const char *)(uintptr_t)mbi->cmdline;
-		size_t n = strlen(src);
-		if (n >= sizeof(cmdline))
-			n = sizeof(cmdline) - 1;
-		memcpy(cmdline, src, n);
-		cmdline[n] = 0;
-	}
-	if (!(mbi->flags & MB_INFO_MMAP)) {
-		printf("no multiboot memory map\n");
-		abort();
-	}
-	for (off = 0; off < mbi->mmap_length && nmmap < MAX_MMAP;) {
-		struct mb_mmap_entry *e = (void *)(uintptr_t)(mbi->mmap_addr + off);
-		mmap[nmmap].addr = e->addr;
-		mmap[nmmap].len = e->len;
-		mmap[nmmap].type = e->type;
-		nmmap++;
-		off += e->size + 4;
 	}
 }
 
@@ -271,7 +206,7 @@ void main(void)
 {
 	int i;
 
-	read_multiboot();
+	nmmap = arch_setup(cmdline, sizeof(cmdline), mmap, MAX_MMAP);
 	printf("allocview-guest arch=%s format=%d defect=%s\n", ARCH_NAME, FORMAT, DEFECT_NAME);
 	printf("cmdline: %s\n", cmdline);
 	parse_cmdline();

@@ -15,7 +15,13 @@ typedef unsigned long uintptr_t;
 typedef u64 phys_addr_t;
 
 #define BITS_PER_LONG (__SIZEOF_LONG__ * 8)
-#define PAGE_SHIFT 12
+
+/*
+ * The arch's own facts (arch/<arch>/arch.h, found through -I): ARCH_NAME,
+ * PAGE_SHIFT, MAP_LIMIT, VFREE_TOP, the area slots, cpu_relax().
+ */
+#include "arch.h"
+
 #define PAGE_SIZE (1UL << PAGE_SHIFT)
 #define BIT(n) (1U << (n))
 #define ALIGN_UP(x, a) (((x) + (a) - 1) & ~((__typeof__(x))(a) - 1))
@@ -36,6 +42,26 @@ noreturn void exit(int code);
 noreturn void abort(void);
 void checkpoint(int n);
 void idle(void);
+
+/*
+ * arch/<arch>/arch.c: what every arch provides.
+ *
+ * arch_setup: read the boot information: the command line (at most size-1
+ * bytes, NUL terminated) and the RAM ranges (type 1: usable); returns how
+ * many ranges it stored. The console works once it returns.
+ * arch_puts: write a string to the console.
+ * arch_poweroff: end the machine after exit() printed its lines; QEMU's
+ * own exit status is (code << 1) | 1 where the machine allows it.
+ */
+struct mem_range {
+	u64 addr;
+	u64 len;
+	u32 type;
+};
+
+int arch_setup(char *cmdline, size_t size, struct mem_range *ranges, int max);
+void arch_puts(const char *s);
+noreturn void arch_poweroff(int code);
 
 #define assert(cond)                                                         \
 	do {                                                                 \

@@ -12,11 +12,7 @@ struct metadata {
 	unsigned long magic;
 };
 
-#if BITS_PER_LONG == 64
-static void *vfree_top = (void *)(16ULL << 30);
-#else
-static void *vfree_top = (void *)0xfffff000UL;
-#endif
+static void *vfree_top = (void *)VFREE_TOP;
 
 void *vm_ptrs[8];
 int vm_count;

@@ -357,7 +357,7 @@ void workload_run(void)
 		abort();
 	if (!strncmp(opts.mode, "hang", 5))
 		for (;;)
-			asm volatile("pause");
+			cpu_relax();
 	phase_reserve();
 	checkpoint(3);
 	phase_fresh();

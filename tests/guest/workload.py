@@ -12,6 +12,9 @@ with the guest's arguments: `alloc_pages_flags(order, flags)` in 2021,
 `alloc_pages_area(areas, order)` in 2020 (AREA_ANY is 0xffffffff), and so
 on. The 2020 guest never zeroes, so 2020 calls reach the model with
 FLAG_DONTZERO added.
+
+Per arch (model.arch): the page size (64 KiB on ppc64: memalign sizes,
+vmalloc and reserve addresses scale with it) and the area slots.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from typing import Any, Iterable, NamedTuple
 
 __all__ = [
     "AREA_ANY_2020", "CHECKPOINTS", "DEFAULT_OPS", "InitCall", "MIXES", "Op",
-    "Workload", "parse_init_calls", "run_workload", "slot_of_pfn",
+    "Workload", "page_shift_of", "parse_init_calls", "run_workload", "slot_los",
+    "slot_of_pfn",
 ]
 
 AREA_ANY_NUMBER = 0xFF
@@ -30,8 +34,9 @@ AREA_MASK = 0xFFFF
 FLAG_DONTZERO = 0x10000
 FLAG_FRESH = 0x20000
 AREA_ANY_2020 = 0xFFFFFFFF       # (unsigned int)AREA_ANY as the 2020 guest passes it
-PAGE_SHIFT = 12
+PAGE_SHIFT = 12                  # x86's; Workload.page_shift is the arch's
 PAGE_SIZE = 1 << PAGE_SHIFT
+DEFAULT_ARCH = "x86_64"
 
 LIVE_SLOTS = 128
 RES_SLOTS = 16
@@ -49,11 +54,25 @@ MIXES: dict[str, tuple[int, ...]] = {
     "simple": (50, 0, 50, 0, 0, 0, 0),
 }
 
-# lowest pfn of each slot, slot 0 first (ALLOCATOR.md, x86 slot table)
-_SLOT_LO = {
-    "2021": (1 << 24, 1 << 20, 1 << 12, 0),
-    "2020": (1 << 24, 1 << 20, 0),
-}
+FORMATS = ("2020", "2021")
+
+
+def slot_los(fmt: str, arch: str = DEFAULT_ARCH) -> tuple[int, ...]:
+    """Lowest pfn of each slot of `arch` in a `fmt` tree, slot 0 first
+    (ALLOCATOR.md's slot table, as model.arch has it)."""
+    from model.layout import slots_for
+
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}")
+    slots = sorted(slots_for(arch, fmt), key=lambda s: s.number)
+    return tuple(s.pfn_start for s in slots)
+
+
+def page_shift_of(arch: str) -> int:
+    """The page shift the fixture guest of `arch` is built with (the arch's default)."""
+    from model.arch import arch as arch_info
+
+    return arch_info(arch).page_shift
 
 
 class InitCall(NamedTuple):
@@ -83,9 +102,9 @@ def parse_init_calls(console: str) -> list[InitCall]:
             for m in _INIT_RE.finditer(console)]
 
 
-def slot_of_pfn(fmt: str, pfn: int) -> int:
-    """The x86 slot whose pfn range holds pfn."""
-    los = _SLOT_LO[fmt]
+def slot_of_pfn(fmt: str, pfn: int, arch: str = DEFAULT_ARCH) -> int:
+    """The slot of `arch` whose pfn range holds pfn."""
+    los = slot_los(fmt, arch)
     for n, lo in enumerate(los[:-1]):
         if pfn >= lo:
             return n
@@ -96,8 +115,8 @@ def _order_of_pages(n: int) -> int:
     return (n - 1).bit_length() if n > 1 else 0
 
 
-def _pages_for(nbytes: int) -> int:
-    return 1 << _order_of_pages(-(-nbytes // PAGE_SIZE))
+def _pages_for(nbytes: int, page_size: int) -> int:
+    return 1 << _order_of_pages(-(-nbytes // page_size))
 
 
 @dataclass
@@ -111,7 +130,9 @@ class _Piece:
 class Workload:
     """The guest's workload against `allocator`, advanced checkpoint by
     checkpoint with `run_to(n)`; `ops` lists every call so far and
-    `checkpoints[n]` is (ops count, hash) as the guest prints them."""
+    `checkpoints[n]` is (ops count, hash) as the guest prints them.
+    `arch` defaults to the allocator's (`allocator.layout.arch.name`), else
+    x86_64."""
     allocator: Any
     seed: int
     mix: str
@@ -122,10 +143,15 @@ class Workload:
     hash: int = 0xCBF29CE484222325
     checkpoints: dict[int, tuple[int, int]] = field(default_factory=dict)
     reached: int = 0
+    arch: str | None = None
 
     def __post_init__(self) -> None:
-        if self.fmt not in _SLOT_LO:
-            raise ValueError(f"unknown format {self.fmt!r}")
+        if self.arch is None:
+            layout = getattr(self.allocator, "layout", None)
+            self.arch = layout.arch.name if layout is not None else DEFAULT_ARCH
+        self.slot_lo = slot_los(self.fmt, self.arch)
+        self.page_shift = page_shift_of(self.arch)
+        self.page_size = 1 << self.page_shift
         if self.mix not in MIXES:
             raise ValueError(f"unknown mix {self.mix!r}")
         self.state = self.seed & _MASK64 or 0x9E3779B97F4A7C15
@@ -230,9 +256,10 @@ class Workload:
     def op_memalign(self) -> None:
         idx = self.rnd(LIVE_SLOTS)
         alignment = 1 << (6 + self.rnd(12))
-        size = 1 + self.rnd(4 * PAGE_SIZE)
+        size = 1 + self.rnd(4 * self.page_size)
         self._live_clear(idx)
-        self._live_set(idx, self.memalign(alignment, size, FLAG_DONTZERO), _pages_for(size))
+        self._live_set(idx, self.memalign(alignment, size, FLAG_DONTZERO),
+                       _pages_for(size, self.page_size))
 
     def op_free(self) -> None:
         self._live_clear(self.rnd(LIVE_SLOTS))
@@ -245,10 +272,10 @@ class Workload:
         victim = self.rnd(LIVE_SLOTS)
         # one time in four, aim at a live allocation: that reserve fails
         if self.rnd(4) == 0 and self.live[victim][0]:
-            pfn = self.live[victim][0] >> PAGE_SHIFT
+            pfn = self.live[victim][0] >> self.page_shift
         self._res_clear(ridx)
-        if self.reserve(pfn << PAGE_SHIFT, n):
-            self.reserved[ridx] = (pfn << PAGE_SHIFT, n)
+        if self.reserve(pfn << self.page_shift, n):
+            self.reserved[ridx] = (pfn << self.page_shift, n)
 
     def op_unreserve(self) -> None:
         self._res_clear(self.rnd(RES_SLOTS))
@@ -269,24 +296,25 @@ class Workload:
 
     # ---------------------------------------------------------------- phases
     def _vm_memalign(self, alignment: int, size: int) -> None:
-        if alignment < PAGE_SIZE and size + alignment <= PAGE_SIZE:
+        ps = self.page_size
+        if alignment < ps and size + alignment <= ps:
             page = self.alloc(0, FLAG_DONTZERO)
             if page:
                 self.vm_ptrs.append(page + alignment)
         else:
-            npages = -(-size // PAGE_SIZE)
+            npages = -(-size // ps)
             page = self.alloc(_order_of_pages(npages + 1), FLAG_DONTZERO)
             if page:
-                self.vm_ptrs.append(page + PAGE_SIZE)
+                self.vm_ptrs.append(page + ps)
 
     def _phase_init(self) -> None:
         for call in self.init_calls:
             self.allocator.init_area(call.n, call.base, call.top)
-            slot = slot_of_pfn(self.fmt, call.base)
+            slot = slot_of_pfn(self.fmt, call.base, self.arch)
             if call.slot is not None and call.slot != slot:
                 raise ValueError(f"init call {call} is not in slot {slot}")
             self.pieces.append(_Piece(call.base, call.top, slot))
-        self.slot_list = [s for s in range(len(_SLOT_LO[self.fmt]))
+        self.slot_list = [s for s in range(len(self.slot_lo))
                           for p in self.pieces if p.slot == s]
 
     def _phase_mixed(self) -> None:
@@ -333,9 +361,10 @@ class Workload:
 
     def _phases(self):
         yield self._phase_init
+        ps = self.page_size
         yield lambda: (self._vm_memalign(16, 100), self._vm_memalign(64, 200),
-                       self._vm_memalign(256, 1000), self._vm_memalign(PAGE_SIZE, 3 * PAGE_SIZE),
-                       self._vm_memalign(PAGE_SIZE, 5 * PAGE_SIZE + 10), self._phase_mixed())
+                       self._vm_memalign(256, 1000), self._vm_memalign(ps, 3 * ps),
+                       self._vm_memalign(ps, 5 * ps + 10), self._phase_mixed())
         yield self._phase_reserve
         yield self._phase_fresh
         yield self._phase_exhaust
@@ -356,13 +385,13 @@ class Workload:
 
 def run_workload(allocator: Any, seed: int, mix: str, upto_checkpoint: int, *,
                  init_calls: Iterable[InitCall | tuple], fmt: str | None = None,
-                 ops: int = DEFAULT_OPS) -> list[Op]:
+                 ops: int = DEFAULT_OPS, arch: str | None = None) -> list[Op]:
     """Init the allocator as the guest did and replay its workload up to
     `upto_checkpoint`; the calls made, in order (init calls not included).
 
-    `fmt` defaults to `allocator.layout.format`."""
+    `fmt` defaults to `allocator.layout.format`, `arch` to its arch."""
     if fmt is None:
         fmt = allocator.layout.format
     calls = [c if isinstance(c, InitCall) else InitCall(*c) for c in init_calls]
-    w = Workload(allocator, seed, mix, fmt, calls, nops=ops)
+    w = Workload(allocator, seed, mix, fmt, calls, nops=ops, arch=arch)
     return w.run_to(upto_checkpoint).ops

@@ -1,4 +1,10 @@
-"""Building the fixture guest (tests/guest) and naming its variants."""
+"""Building the fixture guest (tests/guest) and naming its variants.
+
+Per-arch facts (QEMU binary, machine, cpu, gdb architecture and binaries,
+load address, page size) come from model.arch, the project's arch table;
+what only the fixture decides (firmware, console device, how a run ends)
+lives in qemu.py.
+"""
 
 from __future__ import annotations
 
@@ -10,18 +16,25 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["GUEST_DIR", "BUILD_DIR", "VARIANTS", "Variant", "build", "measure_build_time"]
+__all__ = ["GUEST_DIR", "BUILD_DIR", "ARCHES", "NEW_ARCHES", "VARIANTS", "Variant", "build",
+           "measure_build_time"]
 
 GUEST_DIR = Path(__file__).resolve().parent.parent / "guest"
 BUILD_DIR = GUEST_DIR / "build"
 FORMATS = ("2020", "2021")
-ARCHES = ("x86_64", "i386")
+NEW_ARCHES = ("s390x", "aarch64", "ppc64", "riscv64")
+ARCHES = ("x86_64", "i386") + NEW_ARCHES
 DEFECTS = ("nomerge", "splitend")
+# QEMU's own exit status carries exit(code) as (code << 1) | 1: isa-debug-exit
+# (x86), semihosting SYS_EXIT (aarch64), the virt test device (riscv64). On
+# s390x (CPU stop) and ppc64 (RTAS power-off) QEMU exits 0 and only the
+# console's `EXIT: STATUS=` line says it.
+STATUS_FROM_QEMU = ("x86_64", "i386", "aarch64", "riscv64")
 
 
 @dataclass(frozen=True)
 class Variant:
-    """One build of the guest: arch x86_64|i386, format 2020|2021, defect."""
+    """One build of the guest: arch (ARCHES), format 2020|2021, defect."""
     arch: str
     fmt: str
     defect: str | None = None
@@ -49,23 +62,78 @@ class Variant:
         return build_dir / self.name
 
     @property
+    def info(self):
+        """The arch's model.arch.Arch."""
+        from model.arch import arch
+
+        return arch(self.arch)
+
+    @property
     def elf(self) -> Path:
-        """The ELF gdb reads (64-bit on x86_64)."""
+        """The ELF gdb reads (64-bit on x86_64; linked at 0 when relocatable)."""
         return self.dir() / "guest.elf"
 
     @property
     def flat(self) -> Path:
-        """The ELF32 image QEMU's multiboot loader boots."""
+        """What QEMU -kernel boots: an ELF32 copy (x86 multiboot), the ELF
+        itself (s390x, ppc64), the raw image (aarch64, riscv64)."""
         return self.dir() / "guest.flat"
+
+    kernel = flat
 
     @property
     def qemu(self) -> str:
-        # qemu-system-i386 so that gdb's i386 register layout matches the stub's
-        return "qemu-system-i386" if self.arch == "i386" else "qemu-system-x86_64"
+        # qemu-system-i386 for i386 so that gdb's i386 register layout matches the stub's
+        return self.info.boot.qemu
 
     @property
     def gdb_arch(self) -> str:
-        return "i386" if self.arch == "i386" else "i386:x86-64"
+        return self.info.gdb_arch
+
+    @property
+    def gdb(self) -> str:
+        """The gdb binary for this arch: $ALLOCVIEW_GDB, else the first of
+        model.arch's debuggers that is installed (gdb-multiarch off x86)."""
+        env = os.environ.get("ALLOCVIEW_GDB")
+        if env:
+            return env
+        debuggers = self.info.debuggers
+        return next((d for d in debuggers if shutil.which(d)), debuggers[0])
+
+    @property
+    def relocatable(self) -> bool:
+        """Linked at 0 and relocating itself where it was loaded."""
+        return self.info.boot.relocatable
+
+    @property
+    def load_offset(self) -> int:
+        """What to add to the ELF's addresses for the running guest's (0
+        unless relocatable; gdb gets it as `symbol-file -o`)."""
+        return self.info.boot.load_addresses[0] if self.relocatable else 0
+
+    @property
+    def page_shift(self) -> int:
+        return self.info.page_shift
+
+    @property
+    def page_size(self) -> int:
+        return 1 << self.page_shift
+
+    @property
+    def ram_start(self) -> int:
+        """Guest physical address of the first RAM byte (a shared memory
+        file's offset 0)."""
+        return self.info.boot.ram_start
+
+    @property
+    def big_endian(self) -> bool:
+        return self.info.endian == "big"
+
+    @property
+    def status_from_qemu(self) -> bool:
+        """QEMU's exit status is the test's ((code << 1) | 1); else only the
+        console's `EXIT: STATUS=` line has it."""
+        return self.arch in STATUS_FROM_QEMU
 
     def __str__(self) -> str:
         return self.name
@@ -73,7 +141,8 @@ class Variant:
 
 VARIANTS = tuple(Variant.parse(v) for v in (
     "x86_64-2021", "x86_64-2020", "i386-2021", "i386-2020",
-    "x86_64-2021-nomerge", "x86_64-2021-splitend"))
+    "x86_64-2021-nomerge", "x86_64-2021-splitend",
+    *(f"{a}-{s}" for a in NEW_ARCHES for s in ("2021", "2020", "2021-nomerge", "2021-splitend"))))
 
 
 def _jobs() -> str:

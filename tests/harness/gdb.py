@@ -66,12 +66,19 @@ def parse_value(text: str) -> int:
 
 
 class Gdb:
-    """gdb on `elf`, architecture `arch` (gdb's name), log kept at `log_path`."""
+    """gdb on `elf`, architecture `arch` (gdb's name), log kept at `log_path`.
+
+    gdb: the binary (default $ALLOCVIEW_GDB or gdb; gdb-multiarch for
+    non-x86 guests). load_offset: where a relocatable ELF (linked at 0)
+    runs: its symbols are loaded with `symbol-file -o load_offset`.
+    """
 
     def __init__(self, elf: str | Path, arch: str, *, log_path: str | Path | None = None,
-                 env: dict | None = None):
+                 env: dict | None = None, gdb: str | None = None, load_offset: int = 0):
         self.elf = Path(elf)
         self.arch = arch
+        self.binary = gdb or GDB
+        self.load_offset = load_offset
         self.log_path = Path(log_path) if log_path else None
         self._log = open(self.log_path, "a", buffering=1) if self.log_path else None
         self._tmp = tempfile.TemporaryDirectory(prefix="allocview-gdb-")
@@ -79,7 +86,7 @@ class Gdb:
         self._lines: "queue.Queue[dict | None]" = queue.Queue()
         self._stops: list[dict] = []
         self._pending: list[dict] = []
-        self.proc = procs.spawn([GDB, "--nx", "--quiet", "--interpreter=mi3"],
+        self.proc = procs.spawn([self.binary, "--nx", "--quiet", "--interpreter=mi3"],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, env=env, text=True,
                                 errors="replace", bufsize=1)
@@ -88,10 +95,16 @@ class Gdb:
         try:
             # async MI: gdb keeps taking commands (-exec-interrupt) while the guest runs
             self.mi("-gdb-set mi-async on")
+            # A relocatable ELF: symbols at the load offset; the exec file
+            # still tells gdb the ABI (ppc64 ELFv2 is only known from an
+            # exec file's e_flags: without one gdb assumes ELFv1 and its
+            # inferior calls never set r12).
+            load = ((f"exec-file {self.elf}", f"symbol-file -o {self.load_offset:#x} {self.elf}")
+                    if self.load_offset else (f"file {self.elf}",))
             for cmd in ("set pagination off", "set confirm off", "set width 0",
                         "set height 0", "set print elements unlimited",
                         "set print repeats unlimited", "set breakpoint pending off",
-                        f"file {self.elf}", f"set architecture {self.arch}"):
+                        *load, f"set architecture {self.arch}"):
                 self.cli(cmd)
         except BaseException:
             self.close()

@@ -107,8 +107,8 @@ def read_model(allocator) -> AllocatorView:
             got = []
             for x in nodes:
                 raw = mem.read(x, 2 * ptr)
-                got.append((x, int.from_bytes(raw[:ptr], "little"),
-                            int.from_bytes(raw[ptr:], "little")))
+                got.append((x, int.from_bytes(raw[:ptr], lay.endian),
+                            int.from_bytes(raw[ptr:], lay.endian)))
             lists.append(tuple(got))
         out[st.slot] = AreaView(st.slot, st.base, st.top, st.page_states, st.max_order,
                                 bytes(st.metadata), tuple(lists))

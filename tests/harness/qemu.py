@@ -5,6 +5,12 @@
         print(gdb.cli("print/x 'alloc_page.c'::areas_mask"))
         g.dump_guest_memory(tmp / "core.elf")  # QMP
 
+Any arch of harness.ARCHES: "s390x-2021", "ppc64-2020-nomerge"... The
+QEMU binary, machine and cpu come from model.arch, the firmware options,
+console device and exit device from `fixture_args`; gdb is the arch's
+(gdb-multiarch off x86) with a relocatable ELF's symbols at its load
+address. `wait_exit()` gives the test's status on every arch.
+
 QEMU starts paused (-S) unless `paused=False`; the first gdb attach or
 `resume()` lets it run. Everything it spawns dies in `close()` (also on
 garbage collection, at interpreter exit, and through PR_SET_PDEATHSIG when
@@ -27,10 +33,26 @@ from . import procs
 from .build import Variant, build
 from .gdb import Gdb
 
-__all__ = ["Guest", "GuestError", "free_port", "time_to_checkpoint", "parse_checkpoints"]
+__all__ = ["Guest", "GuestError", "free_port", "time_to_checkpoint", "parse_checkpoints",
+           "parse_exit_status", "fixture_args"]
 
 _built = False
 _CHECKPOINT_RE = re.compile(r"^checkpoint (\d+) ops=(\d+) hash=0x([0-9a-f]+)\s*$", re.M)
+_EXIT_STATUS_RE = re.compile(r"^EXIT: STATUS=(-?\d+)\s*$", re.M)
+
+# Fixture details model.arch does not know: machine options, firmware, how
+# the guest ends. (QEMU binary, machine and cpu come from model.arch.)
+_MACHINE_OPTIONS = {
+    # VOF, QEMU's light Open Firmware (vof.bin, default -bios with x-vof=on),
+    # instead of SLOF; TCG lacks the spectre mitigations pseries asks for
+    "ppc64": ",x-vof=on,cap-cfpc=broken,cap-sbbc=broken,cap-ibs=broken,cap-ccf-assist=off",
+}
+_EXIT_ARGS = {
+    "x86_64": ("-device", "isa-debug-exit,iobase=0xf4,iosize=0x4"),
+    "i386": ("-device", "isa-debug-exit,iobase=0xf4,iosize=0x4"),
+    # SYS_EXIT handled by QEMU itself even with gdb attached
+    "aarch64": ("-semihosting-config", "enable=on,target=native"),
+}
 
 
 class GuestError(RuntimeError):
@@ -50,6 +72,32 @@ def parse_checkpoints(console: str) -> dict[int, tuple[int, int]]:
     return {int(m[1]): (int(m[2]), int(m[3], 16)) for m in _CHECKPOINT_RE.finditer(console)}
 
 
+def parse_exit_status(console: str) -> int | None:
+    """The status of the last `EXIT: STATUS=N` console line (what
+    kvm-unit-tests runners parse: (code << 1) | 1), None without one."""
+    found = _EXIT_STATUS_RE.findall(console)
+    return int(found[-1]) if found else None
+
+
+def fixture_args(variant: "str | Variant", console: "str | Path") -> list[str]:
+    """QEMU arguments that boot `variant` with its console written to the
+    file `console` and its usual way to end: machine and cpu (model.arch),
+    firmware options, console device, exit device. Memory, -kernel and
+    -append are the caller's."""
+    v = Variant.parse(variant)
+    boot = v.info.boot
+    argv: list[str] = []
+    if v.arch not in ("x86_64", "i386"):         # x86: QEMU's default pc machine
+        argv += ["-machine", boot.machine + _MACHINE_OPTIONS.get(v.arch, "")]
+    if boot.cpu:
+        argv += ["-cpu", boot.cpu]
+    if v.arch == "s390x":
+        argv += ["-chardev", f"file,id=con0,path={console}", "-device", "sclpconsole,chardev=con0"]
+    else:
+        argv += ["-serial", f"file:{console}"]
+    return argv + list(_EXIT_ARGS.get(v.arch, ()))
+
+
 def _ensure_built() -> None:
     global _built
     if not _built:
@@ -66,11 +114,16 @@ def _kill_owned(owned: list) -> None:
 class Guest:
     """One QEMU running the fixture guest.
 
-    variant: `Variant` or name such as "x86_64-2021" / "x86_64-2021-nomerge".
+    variant: `Variant` or name such as "x86_64-2021" / "s390x-2021-nomerge".
     seed, mix, ops, exit, mode, trace: the guest's command line (see
     tests/guest/main.c); `append` adds raw text. memory: QEMU -m.
-    shared_memory: back RAM with a shared file (`mem_path`) readable from
-    the host. qemu_args: extra QEMU arguments.
+    shared_memory: back RAM with a shared file (`mem_path`, offset 0 at
+    `variant.ram_start`) readable from the host. qemu_args: extra QEMU
+    arguments.
+
+    exit_status is the test's status, (code << 1) | 1 for exit(code): QEMU's
+    own where it carries it (variant.status_from_qemu), else the console's
+    `EXIT: STATUS=` line; qemu_status is QEMU's, whatever the arch.
     """
 
     def __init__(self, variant: "str | Variant" = "x86_64-2021", *, seed: int = 1,
@@ -98,6 +151,7 @@ class Guest:
         self.proc: subprocess.Popen | None = None
         self.gdb_port: int | None = None
         self.exit_status: int | None = None
+        self.qemu_status: int | None = None
         self.stopped_at: int | None = None
         self._gdb: Gdb | None = None
         self._qmp = None
@@ -161,8 +215,7 @@ class Guest:
                 "-m", self.memory, "-kernel", str(self.flat), "-append", self.cmdline,
                 "-gdb", f"tcp:127.0.0.1:{self.gdb_port}",
                 "-qmp", f"unix:{self.qmp_path},server=on,wait=off",
-                "-serial", f"file:{self.console_path}",
-                "-device", "isa-debug-exit,iobase=0xf4,iosize=0x4"]
+                *fixture_args(self.variant, self.console_path)]
         if self.paused:
             argv.append("-S")
         if self.shared_memory:
@@ -262,8 +315,10 @@ class Guest:
         if self.proc is not None:
             rc = self.proc.poll()
             killed = procs.kill_tree(self.proc)
+            if self.qemu_status is None:
+                self.qemu_status = rc if rc is not None else killed
             if self.exit_status is None:
-                self.exit_status = rc if rc is not None else killed
+                self.exit_status = self._test_status(self.qemu_status, rc is not None)
         _kill_owned(self._owned)
         if self.workdir is not None and not self.keep_workdir and self._workdir_arg is None:
             shutil.rmtree(self.workdir, ignore_errors=True)
@@ -327,16 +382,32 @@ class Guest:
         m = self.wait_console(rf"^checkpoint {int(n)} ops=(\d+) hash=0x([0-9a-f]+)", timeout)
         return int(m[1]), int(m[2], 16)
 
+    @property
+    def console_status(self) -> int | None:
+        """The console's `EXIT: STATUS=` value (non-x86 guests print it)."""
+        return parse_exit_status(self.console)
+
+    def _test_status(self, qemu_status: int | None, exited: bool) -> int | None:
+        if self.variant.status_from_qemu or not exited:
+            return qemu_status
+        line = self.console_status
+        return line if line is not None else qemu_status
+
     def wait_exit(self, timeout: float = 60.0) -> int:
-        """Wait until QEMU exits; its status ((code << 1) | 1 for isa-debug-exit)."""
+        """Wait until QEMU exits; the test's status ((code << 1) | 1 for
+        exit(code)): QEMU's own on x86 (isa-debug-exit), aarch64
+        (semihosting) and riscv64 (virt test device), the console's
+        `EXIT: STATUS=` line on s390x and ppc64 (QEMU's 0 when the guest
+        printed none). `qemu_status` keeps QEMU's."""
         if self.proc is None:
             raise GuestError("the guest is not started")
         try:
             rc = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             raise GuestError(f"QEMU still running after {timeout} s\n" + self._describe()) from None
-        self.exit_status = rc
-        return rc
+        self.qemu_status = rc
+        self.exit_status = self._test_status(rc, True)
+        return self.exit_status
 
     # ------------------------------------------------------------ control
     @property
@@ -366,7 +437,8 @@ class Guest:
         if self._gdb is None:
             if self.proc is None or not self.running:
                 raise GuestError("QEMU is not running\n" + (self._describe() if self.proc else ""))
-            gdb = Gdb(self.elf, self.variant.gdb_arch, log_path=self.gdb_log_path)
+            gdb = Gdb(self.elf, self.variant.gdb_arch, log_path=self.gdb_log_path,
+                      gdb=self.variant.gdb, load_offset=self.variant.load_offset)
             self._owned.append(gdb.proc)
             try:
                 gdb.connect(self.gdb_port)
@@ -397,6 +469,10 @@ class Guest:
         path = Path(path).resolve()
         self.qmp.cmd("dump-guest-memory", paging=False, protocol=f"file:{path}")
         return path
+
+    def mem_file_offset(self, addr: int) -> int:
+        """Where guest physical `addr` lies in the shared memory file."""
+        return addr - self.variant.ram_start
 
     def pmemsave(self, addr: int, size: int, path: "str | Path") -> Path:
         """QMP pmemsave: `size` bytes of guest physical memory at `addr`."""

@@ -1,8 +1,9 @@
 """The reference model (model.reference) replaying a guest's workload.
 
 The model's `areas[]` and `areas_mask` are placed at the guest's own
-addresses (from the ELF symbol table), so its memory image can be compared
-byte for byte with the guest's.
+addresses (from the ELF symbol table, plus the variant's load offset when
+it is relocatable), so its memory image can be compared byte for byte
+with the guest's.
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ def model_for(variant: "str | Variant"):
 
     v = Variant.parse(variant)
     sym = elf_objects(v.elf)
-    return Allocator(layout_for(v.arch, v.fmt), areas_addr=sym["areas"],
-                     mask_addr=sym["areas_mask"])
+    off = v.load_offset
+    return Allocator(layout_for(v.arch, v.fmt), areas_addr=sym["areas"] + off,
+                     mask_addr=sym["areas_mask"] + off)
 
 
 def replay(guest, checkpoint: int):
@@ -53,5 +55,6 @@ def replay(guest, checkpoint: int):
     if not calls:
         raise ValueError("the guest printed no init_area line yet")
     w = Workload(model_for(guest.variant), guest.seed, guest.mix, guest.variant.fmt, calls,
-                 nops=guest.ops if guest.ops is not None else DEFAULT_OPS)
+                 nops=guest.ops if guest.ops is not None else DEFAULT_OPS,
+                 arch=guest.variant.arch)
     return w.run_to(checkpoint)
