@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 
@@ -42,6 +43,16 @@ def _int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
 
 
+def _seconds(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < v <= 3600:
+        raise argparse.ArgumentTypeError(f"{text}: give 0 < SECONDS <= 3600")
+    return v
+
+
 def _source_options(p: argparse.ArgumentParser, suppress: bool) -> None:
     d = (lambda v: argparse.SUPPRESS) if suppress else (lambda v: v)
     g = p.add_argument_group("source (one of --dump, --memfile, --qmp, --gdb)")
@@ -64,6 +75,12 @@ def _source_options(p: argparse.ArgumentParser, suppress: bool) -> None:
                    help="a QEMU gdb stub (guest RAM from the QEMU process when it is local)")
     g.add_argument("--stub-only", action="store_true", default=d(False),
                    help="with --gdb: read only through the stub, never from /proc/PID/mem")
+    g.add_argument("--timeout", metavar="SECONDS", type=_seconds, default=d(5.0),
+                   help="how long a QMP monitor or gdb stub may stay silent (default 5)")
+    g.add_argument("--resume", action=argparse.BooleanOptionalAction, default=d(None),
+                   help="with --gdb: let the guest run when done (attaching stops it). "
+                        "Default: as QMP said it was before (--qmp, or the QMP socket on "
+                        "QEMU's command line), else paused, and a line says which")
     s = p.add_argument_group("program")
     s.add_argument("--elf", metavar="TEST.elf", default=d(None),
                    help="the test's ELF: symbols and the struct layout (DWARF)")
@@ -85,11 +102,18 @@ def _source_options(p: argparse.ArgumentParser, suppress: bool) -> None:
     o.add_argument("--no-color", action="store_true", default=d(False), help="plain text")
 
 
+class _Parser(argparse.ArgumentParser):
+    """A usage error is one line (what is wrong, where help is), exit 2."""
+
+    def error(self, message: str):
+        self.exit(EXIT_CANNOT, f"allocview: {message} (`{self.prog} --help` for usage)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="allocview", description=__doc__.split("\n\n")[0],
-                                epilog="Exit status: 0 clean, 1 error findings, 2 cannot inspect.")
+    p = _Parser(prog="allocview", description=__doc__.split("\n\n")[0],
+                epilog="Exit status: 0 clean, 1 error findings, 2 cannot inspect.")
     _source_options(p, suppress=False)
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     _source_options(common, suppress=True)
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -142,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--known", metavar="FILE")
     c.add_argument("--out", default="alloc-drive", help="reproducer prefix")
     c.add_argument("--no-shrink", action="store_true")
-    c.add_argument("--timeout", type=float, default=10.0, help="seconds one call may take")
+    c.add_argument("--call-timeout", type=float, default=10.0, help="seconds one call may take")
     c.add_argument("--yes", action="store_true", help="yes, write guest memory")
     from . import suite as _suite
     c = sub.add_parser("suite", help="one table over allocview-qemu reports (--json, --junit FILE)")
@@ -184,21 +208,44 @@ def _open(args, dump=None):
         raise AllocviewError("--pmemsave applies to --qmp as the memory source only")
     if args.stub_only and not args.gdb:
         raise AllocviewError("--stub-only applies to --gdb only")
+    if args.resume is not None and not args.gdb:
+        raise AllocviewError("--resume/--no-resume apply to --gdb only")
     return open_source(dump=dump or args.dump, raw_base=args.base if not dump else None,
                        memfile=None if dump else args.memfile, qmp=None if dump else args.qmp,
                        gdb=None if dump else args.gdb, elf=args.elf,
                        phys_offset=args.phys_offset, machine=args.machine, arch=args.arch,
-                       host_memory=not (args.pmemsave or args.stub_only))
+                       host_memory=not (args.pmemsave or args.stub_only),
+                       resume=args.resume, timeout=args.timeout)
 
 
 def snapshot_of(args, dump=None, keep: list | None = None, require: bool = True) -> Snapshot:
+    return inspection_of(args, dump, keep, require).snapshot
+
+
+def inspection_of(args, dump=None, keep: list | None = None, require: bool = True):
+    """The allocview.inspect.Inspection of the source the arguments name."""
     program = _program(args)          # a bad ELF fails before any guest is touched
     with _open(args, dump) as src:
-        return snapshot_from(args, src, program, keep, require)
+        try:
+            return inspection_from(args, src, program, keep, require)
+        finally:
+            _say_run_state(args, src)
+
+
+def _say_run_state(args, src) -> None:
+    """After --gdb without --resume/--no-resume: what was done with the
+    guest that attaching stopped, and how allocview knew."""
+    state = getattr(src, "run_state", None)
+    if state and args.resume is None:
+        print(f"allocview: the guest was {state}", file=sys.stderr)
 
 
 def snapshot_from(args, src, program, keep: list | None = None,
                   require: bool = True) -> Snapshot:
+    return inspection_from(args, src, program, keep, require).snapshot
+
+
+def inspection_from(args, src, program, keep: list | None = None, require: bool = True):
     """Locate the program, decode through an open source (progress shown
     when it is slow), and make sure there was something to check
     (NothingToCheck otherwise); `keep` gets every range read."""
@@ -206,14 +253,14 @@ def snapshot_from(args, src, program, keep: list | None = None,
     shown = ReadProgress.on_stderr(src, src.name)
     mem = CachedMemory(shown, record=keep is not None)
     try:
-        snap = inspect(mem, program, format=None if args.format == "auto" else args.format,
-                       phys_offset=args.phys_offset, load_offset=args.load_offset,
-                       guest_machine=src.guest_machine(), require=require).snapshot
+        found = inspect(mem, program, format=None if args.format == "auto" else args.format,
+                        phys_offset=args.phys_offset, load_offset=args.load_offset,
+                        guest_machine=src.guest_machine(), require=require)
     finally:
         shown.close()
     if keep is not None:
         keep.extend(mem.ranges())
-    return snap
+    return found
 
 
 # ---------------------------------------------------------------- output
@@ -253,13 +300,14 @@ def _unchecked_json(args, e) -> None:
 def run_report(args) -> int:
     from .inspect import NothingToCheck
     try:
-        snap = snapshot_of(args)
+        inspected = inspection_of(args)
     except NothingToCheck as e:
         _unchecked_json(args, e)
         raise
+    snap = inspected.snapshot
     found = check(snap)
     if args.json:
-        _json(report(snap, found))
+        _json(report(snap, found, inspected.placement))
     else:
         _show(args, render.areas_view(snap, stats(snap)).extend(render.findings_view(found)))
     return EXIT_FINDINGS if errors(found) else EXIT_OK
@@ -380,7 +428,7 @@ def run_watch(args) -> int:
         # one connection for every refresh; the guest paused per snapshot only
         from .sources.qmp import QmpSource
         with QmpSource(args.qmp, phys_offset=args.phys_offset, host_memory=not args.pmemsave,
-                       pause=False) as src:
+                       timeout=args.timeout, pause=False) as src:
             how = "QEMU's memory" if src.host is not None else "pmemsave"
             return _watch(args, lambda: _paused_snapshot(args, src), how)
     return _watch(args, lambda: snapshot_of(args), "the RAM file" if args.memfile else "")
@@ -496,7 +544,8 @@ def run_drive(args) -> int:
     prog = _program(args)
     fmt = None if args.format == "auto" else args.format
     accepted = _known(args.known)
-    with GdbMiSource(args.gdb, elf=args.elf, arch=args.arch, host_memory=not args.stub_only) as src:
+    with _open(args) as src:
+        assert isinstance(src, GdbMiSource)
         mem = CachedMemory(src, record=True)
         found = inspect(mem, prog, format=fmt, phys_offset=args.phys_offset,
                         load_offset=args.load_offset, search=False)
@@ -511,7 +560,7 @@ def run_drive(args) -> int:
         header = {"arch": arch, "format": start.layout.format, "areas": areas,
                   "areas_mask": mask, "source": "allocview drive", "seed": args.seed}
         out = drive_session(
-            MiGuest(src, args.timeout), start, image, ops, mode=args.mode, accepted=accepted,
+            MiGuest(src, args.call_timeout), start, image, ops, mode=args.mode, accepted=accepted,
             shrink_it=not args.no_shrink, prefix=args.out, header=header,
             write_dump=lambda p, img: write_elf_dump(p, img, arch=arch, partial=True),
             decode_end=lambda: decode(src, layout, areas, mask, format=start.layout.format,
@@ -540,9 +589,24 @@ def _run_suite(args) -> int:
 COMMANDS["suite"] = _run_suite
 
 
+# Options whose value may be a negative number ("-0x1000"), which argparse
+# would take for an option.
+_SIGNED = ("--phys-offset", "--load-offset")
+
+
+def _signed_values(argv: list[str]) -> list[str]:
+    out: list[str] = []
+    for word in argv:
+        if out and out[-1] in _SIGNED and re.fullmatch(r"-(0[xX][0-9a-fA-F]+|\d+)", word):
+            out[-1] = f"{out[-1]}={word}"
+        else:
+            out.append(word)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_signed_values(sys.argv[1:] if argv is None else list(argv)))
     try:
         return COMMANDS[args.command](args)
     except AllocviewError as e:

@@ -12,12 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import socket
 import sys
 import time
 import xml.etree.ElementTree as ET
 
 from . import render
+from .schema import report_problem
 from .wrapper.results import report_facts
 
 __all__ = ["add_arguments", "run", "main", "load_reports", "suite_rows", "junit_xml"]
@@ -50,6 +52,10 @@ def load_reports(report_dir: str) -> tuple[list[dict], list[str]]:
             continue
         if not isinstance(doc, dict) or not isinstance(doc.get("test"), dict):
             bad.append(f"{name}: not an allocview-qemu report (no \"test\" object)")
+            continue
+        problem = report_problem(doc)
+        if problem is not None:
+            bad.append(f"{name}: not a valid allocview report ({problem[:200]})")
             continue
         docs.append(doc)
     docs.sort(key=lambda d: str(d["test"].get("name")))
@@ -152,8 +158,26 @@ def junit_xml(docs: list[dict]) -> bytes:
             ET.SubElement(case, "skipped", message=str(r["ended"]))
         out = ET.SubElement(case, "system-out")
         out.text = "\n".join([summary_line(doc)] + [_finding_text(f) for f in findings[:1000]])
+    _xml_safe(root)
     ET.indent(root)
     return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+
+
+# Characters XML 1.0 does not allow, whatever the escaping: a test's
+# console or a finding may carry any byte.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml_safe(root: ET.Element) -> None:
+    """Every text and attribute value with characters XML cannot hold
+    written as \\xNN / \\uNNNN instead."""
+    def clean(s: str) -> str:
+        return _NOT_XML.sub(lambda m: repr(m.group())[1:-1], s)
+    for el in root.iter():
+        if el.text:
+            el.text = clean(el.text)
+        for k, v in el.attrib.items():
+            el.attrib[k] = clean(v)
 
 
 # ---------------------------------------------------------------- command

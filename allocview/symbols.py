@@ -18,7 +18,8 @@ from elftools.dwarf.dwarf_expr import DWARFExprParser
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
-from model.errors import LayoutError
+from model.errors import AllocviewError, LayoutError
+from model.files import require_regular
 from model.arch import ARCHES, by_elf
 from model.entry_points import ENTRY_POINTS, tree_of
 from model.layout import Layout, layout_for
@@ -59,6 +60,10 @@ def load_program(path: str, *, arch: str | None = None, format: str | None = Non
     if format == "auto":
         format = None
     name = os.path.basename(path)
+    try:
+        require_regular(path, "--elf")
+    except AllocviewError as e:
+        raise SymbolError(str(e)) from None
     try:
         f = open(path, "rb")
     except OSError as e:

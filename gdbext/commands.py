@@ -310,7 +310,7 @@ def cmd_report(a):
     snap = current()
     found = check(snap)
     if a.json:
-        text = json.dumps(report(snap, found), indent=1) + "\n"
+        text = json.dumps(report(snap, found, target.placed()[1]), indent=1) + "\n"
         if a.file:
             with open(a.file, "w") as f:
                 f.write(text)
@@ -467,15 +467,17 @@ def cmd_trace(a):
             raise gdb.GdbError("allocview: not tracing")
         r = _Tracing.tracer.stop()
         _Tracing.tracer = None
-        per = r["seconds"] / r["calls"] * 1000 if r["calls"] else 0
+        run = r["running_seconds"]
+        rate = f"{r['calls'] / run:.0f} calls/s of guest time" if run and r["calls"] else \
+            "no guest time yet"
         gdb.write(f"allocview: {r['calls']} calls recorded in {r['path']} "
-                  f"({r['seconds']:.1f} s, {per:.1f} ms a call"
+                  f"(the guest ran {run:.1f} s: {rate}"
                   f"{', ' + str(r['duplicates']) + ' duplicate hits dropped' if r['duplicates'] else ''}"
                   f"{', ' + str(r['errors']) + ' unreadable' if r['errors'] else ''})\n")
         return
     if _Tracing.tracer is not None:
         raise gdb.GdbError("allocview: already tracing; `alloc trace stop` first")
-    prog = target.program()
+    prog = symbols_at_guest("alloc trace")
     funcs = a.funcs or entry_points(prog)
     missing = [f for f in funcs if f not in prog.symbols]
     if missing or not funcs:
@@ -577,7 +579,7 @@ def cmd_check_each(a):
         return
     if w is not None:
         w.off()
-    prog = target.program()
+    prog = symbols_at_guest("alloc check-each")
     funcs = a.funcs or entry_points(prog)
     missing = [f for f in funcs if f not in prog.symbols]
     if missing:

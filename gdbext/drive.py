@@ -60,12 +60,16 @@ class GdbGuest:
             v = gdb.parse_and_eval(expr)
             return None if v.type.code == gdb.TYPE_CODE_VOID else int(v)
         except KeyboardInterrupt:
+            if not fired.is_set():
+                raise                                  # the user's Ctrl-C: drive stops
             raise GuestCallError(f"{func}{tuple(args)} did not return in {self.timeout:g} s: "
                                  f"the guest hangs in it (the call was unwound)") from None
         except gdb.error as e:
             if fired.is_set():
                 raise GuestCallError(f"{func}{tuple(args)} did not return in {self.timeout:g} s: "
                                      f"the guest hangs in it (the call was unwound)") from None
+            if "signaled while in a function called from GDB" in str(e) and _sigint(e):
+                raise KeyboardInterrupt from None          # the user's Ctrl-C, not the guest
             raise GuestCallError(f"{func}{tuple(args)} failed in the guest: "
                                  f"{str(e).splitlines()[0]}") from None
         finally:
@@ -76,3 +80,10 @@ class GdbGuest:
 
     def write(self, addr: int, data: bytes) -> None:
         self.inferior.write_memory(addr, data)
+
+
+def _sigint(e: gdb.error) -> bool:
+    """gdb names the signal that stopped a call: SIGINT is the user's Ctrl-C
+    (our own watchdog's is told apart by its flag)."""
+    return "SIGINT" in str(e) or "Interrupt" in str(e)
+

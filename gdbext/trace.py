@@ -158,6 +158,21 @@ class Tracer(CallWatcher):
                                          "areas": prog.areas_addr, "areas_mask": prog.mask_addr,
                                          "funcs": funcs})
         super().__init__(funcs)
+        # the guest's running time: a call's cost is guest time, not the
+        # time the user sat at the prompt between `continue`s
+        self.running = 0.0
+        self._resumed: float | None = None
+        gdb.events.cont.connect(self._on_cont)
+        gdb.events.stop.connect(self._on_stop)
+
+    def _on_cont(self, _event) -> None:
+        if self._resumed is None:
+            self._resumed = time.perf_counter()
+
+    def _on_stop(self, _event) -> None:
+        if self._resumed is not None:
+            self.running += time.perf_counter() - self._resumed
+            self._resumed = None
 
     def on_call(self, func, args, result) -> bool:
         self.writer.call(func, args, result)
@@ -167,10 +182,17 @@ class Tracer(CallWatcher):
         return False
 
     def stop(self) -> dict:
+        self._on_stop(None)
+        for ev, fn in ((gdb.events.cont, self._on_cont), (gdb.events.stop, self._on_stop)):
+            try:
+                ev.disconnect(fn)
+            except (ValueError, RuntimeError):
+                pass
         self.remove()
         self.writer.close()
         return {"calls": self.writer.count, "seconds": time.perf_counter() - self.started,
-                "duplicates": self.duplicates, "errors": self.errors, "path": self.writer.path}
+                "running_seconds": self.running, "duplicates": self.duplicates,
+                "errors": self.errors, "path": self.writer.path}
 
 
 class _Entry(gdb.Breakpoint):

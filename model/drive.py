@@ -38,6 +38,11 @@ class GuestCallError(AllocviewError):
     """The guest died, hung or faulted inside a call allocview made."""
 
 
+class DriveInterrupted(AllocviewError):
+    """The user stopped a drive (Ctrl-C); the message says what became of
+    the allocator's state."""
+
+
 class Guest(Protocol):
     def call(self, func: str, args: tuple[int, ...]) -> int | None: ...
     def read(self, addr: int, size: int) -> bytes: ...

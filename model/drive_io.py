@@ -66,27 +66,55 @@ def drive_session(guest, start, image, ops, *, mode: str, accepted: frozenset[st
     divergence shrink it, replay the minimal sequence once more from the
     restored start, read the guest's end state and write the reproducer;
     restore the start state at the end unless `keep`. A JSON-ready summary."""
-    from .drive import Driver, restore, shrink
+    from .drive import Driver, restore
     driver = Driver(guest, start, mode=mode, accepted=accepted)
     try:
-        res = driver.run(ops, progress)
-        out = {"ops": res.ops, "calls": len(res.calls), "seconds": round(res.seconds, 2),
-               "ops_per_s": round(res.ops / res.seconds, 1) if res.seconds else None,
-               "divergence": None}
-        if res.divergence:
-            k, call, diffs = res.divergence
-            failing = shrink(driver, ops[:k + 1], image) if shrink_it else ops[:k + 1]
-            restore(guest, start, image)
-            final = driver.run(failing)
-            paths = write_reproducer(prefix, final, start.layout, image, header, write_dump,
-                                     decode_end())
-            out["divergence"] = {"after_op": k, "call": call.to_json(),
-                                 "differences": [d.to_json() for d in diffs],
-                                 "shrunk": [c.to_json() for c in final.calls],
-                                 "shrunk_c": [c.c() for c in final.calls], "files": paths}
-    finally:
+        out = _session(driver, guest, start, image, ops, shrink_it=shrink_it, prefix=prefix,
+                       header=header, write_dump=write_dump, decode_end=decode_end,
+                       progress=progress)
+    except KeyboardInterrupt:
+        raise _interrupted(guest, start, image, keep) from None
+    except BaseException:
         if not keep:
             restore(guest, start, image)
+        raise
+    if not keep:
+        restore(guest, start, image)
+    return out
+
+
+def _interrupted(guest, start, image, keep: bool):
+    """A Ctrl-C: restore unless --keep, and say what became of the state."""
+    from .drive import DriveInterrupted, restore
+    if keep:
+        return DriveInterrupted("drive interrupted; the guest keeps the state it reached (--keep)")
+    try:
+        restore(guest, start, image)
+    except Exception as e:  # noqa: BLE001 - say so, whatever it was
+        return DriveInterrupted(f"drive interrupted; restoring the allocator's start state "
+                                f"failed ({e}): its state in the guest is unknown")
+    return DriveInterrupted("drive interrupted; the allocator's start state was restored "
+                            "(every byte of it the start decode read)")
+
+
+def _session(driver, guest, start, image, ops, *, shrink_it, prefix, header, write_dump,
+             decode_end, progress) -> dict:
+    from .drive import restore, shrink
+    res = driver.run(ops, progress)
+    out = {"ops": res.ops, "calls": len(res.calls), "seconds": round(res.seconds, 2),
+           "ops_per_s": round(res.ops / res.seconds, 1) if res.seconds else None,
+           "divergence": None}
+    if res.divergence:
+        k, call, diffs = res.divergence
+        failing = shrink(driver, ops[:k + 1], image) if shrink_it else ops[:k + 1]
+        restore(guest, start, image)
+        final = driver.run(failing)
+        paths = write_reproducer(prefix, final, start.layout, image, header, write_dump,
+                                 decode_end())
+        out["divergence"] = {"after_op": k, "call": call.to_json(),
+                             "differences": [d.to_json() for d in diffs],
+                             "shrunk": [c.to_json() for c in final.calls],
+                             "shrunk_c": [c.c() for c in final.calls], "files": paths}
     return out
 
 

@@ -13,7 +13,9 @@ __all__ = ["report", "SCHEMA_VERSION"]
 SCHEMA_VERSION = 1
 
 
-def report(snap: Snapshot, findings: list[Finding]) -> dict:
+def report(snap: Snapshot, findings: list[Finding], placement=None) -> dict:
+    """The document; `placement` (model.placement.Placement) says where the
+    program was found, when it was looked for."""
     areas = []
     for a in snap.areas:
         doc = {"slot": a.slot, "name": a.name, "base_pfn": a.base, "top_pfn": a.top,
@@ -42,4 +44,5 @@ def report(snap: Snapshot, findings: list[Finding]) -> dict:
         "areas_mask": snap.areas_mask,
         "areas": areas,
         "findings": [f.to_json() for f in findings],
+        **({"program": placement.to_json()} if placement is not None else {}),
     }

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from .entry_points import SIGNATURES, VOID_FUNCS
 from .errors import AllocviewError
+from .files import require_regular
 from .state import AreaState
 
 __all__ = ["Call", "Trace", "read_trace", "TraceWriter", "state_to_json", "state_from_json",
@@ -65,6 +66,7 @@ def state_from_json(doc: list[dict]) -> tuple[AreaState, ...]:
 
 def read_trace(path: str) -> Trace:
     """Parse a trace; AllocviewError naming the line for anything malformed."""
+    require_regular(path, "trace")
     try:
         f = open(path)
     except OSError as e:

@@ -105,7 +105,8 @@ def open_source(*, dump: str | None = None, raw_base: int | None = None,
                 memfile: str | None = None, qmp: str | None = None, gdb: str | None = None,
                 elf: str | None = None, phys_offset: int = 0,
                 machine_ram_below_4g: int | None = None, machine: str = "pc",
-                arch: str | None = None, host_memory: bool = True) -> Source:
+                arch: str | None = None, host_memory: bool = True,
+                resume: bool | None = None, timeout: float = 5.0) -> Source:
     """The source the command line names.
 
     dump: a dump-guest-memory ELF, or a raw pmemsave file with `raw_base`
@@ -115,8 +116,11 @@ def open_source(*, dump: str | None = None, raw_base: int | None = None,
     pauses the guest while the source is open. qmp alone:
     reads QEMU's memory from /proc when it can (`host_memory`), else
     through pmemsave; so does gdb for a local stub, else through the stub. gdb: "HOST:PORT" of a gdb stub, with `elf`
-    (symbols) and `arch`; a `qmp` socket beside it tells whether the guest
-    was running, and so whether closing resumes it.
+    (symbols) and `arch`. Attaching gdb stops the guest and the stub cannot
+    tell whether it ran before: `resume` True/False says what to do at the
+    end; None asks QMP before attaching (the `qmp` socket, or one on the
+    local QEMU's command line) and, when there is none, leaves the guest
+    paused (the source's `run_state` says which was done and why).
     """
     memories = [k for k, v in (("--dump", dump), ("--memfile", memfile), ("--gdb", gdb)) if v]
     if len(memories) > 1:
@@ -134,7 +138,7 @@ def open_source(*, dump: str | None = None, raw_base: int | None = None,
         try:
             if qmp:
                 from .qmp import QmpPauser, memfile_extents
-                pauser = QmpPauser(qmp)
+                pauser = QmpPauser(qmp, timeout=timeout)
                 if machine_ram_below_4g is None:
                     extents = memfile_extents(pauser.client, memfile)
             return MemfileSource(memfile, machine=machine, below_4g=machine_ram_below_4g,
@@ -145,12 +149,38 @@ def open_source(*, dump: str | None = None, raw_base: int | None = None,
             raise
     if gdb:
         from .gdbmi import GdbMiSource
-        resume = False
-        if qmp:
-            from .qmp import query_running
-            resume = query_running(qmp)
-        return GdbMiSource(gdb, elf=elf, arch=arch, resume=resume, host_memory=host_memory)
+        how = "as asked"
+        if resume is None:
+            resume, how = _was_running(gdb, qmp, timeout)
+        src = GdbMiSource(gdb, elf=elf, arch=arch, resume=resume, host_memory=host_memory,
+                          timeout=timeout)
+        src.run_state = ("resumed" if resume else "left paused") + f" ({how})"
+        return src
     if qmp:
         from .qmp import QmpSource
-        return QmpSource(qmp, phys_offset=phys_offset, host_memory=host_memory)
+        return QmpSource(qmp, phys_offset=phys_offset, host_memory=host_memory, timeout=timeout)
     raise SourceError("no memory source: give --dump, --memfile, --qmp or --gdb")
+
+
+def _was_running(gdb: str, qmp: str | None, timeout: float) -> tuple[bool, str]:
+    """Whether the guest behind a gdb stub runs now (asked before gdb
+    attaches and stops it), and how that is known."""
+    from .qmp import query_running
+    if qmp:
+        sockets, wait = [qmp], timeout
+    else:
+        from .hostmem import qmp_sockets, stub_owner
+        pid, _why = stub_owner(gdb if ":" in gdb else f"127.0.0.1:{gdb}")
+        sockets, wait = (qmp_sockets(pid) if pid else []), min(2.0, timeout)
+        if not sockets:
+            return False, ("the gdb stub cannot tell whether the guest ran, and its QEMU has "
+                           "no QMP socket to ask; --resume lets it run")
+    why = ""
+    for sock in sockets:                 # a monitor with a client already does not answer
+        try:
+            running = query_running(sock, timeout=wait)
+        except SourceError as e:
+            why = str(e)
+            continue
+        return running, f"QMP {sock} said it was {'running' if running else 'paused'}"
+    return False, f"QMP did not say whether it ran ({why}); --resume lets it run"

@@ -24,8 +24,10 @@ __all__ = ["GdbMiSource", "StubMemory", "CHUNK", "BATCH"]
 
 CHUNK = 64 << 10         # bytes per -data-read-memory-bytes: gdb answers in hex
 BATCH = 64               # commands per write: one round trip to gdb
-CONNECT_TIMEOUT = 10.0
-READ_TIMEOUT = 60.0
+# A silent stub is given this long to attach and to answer (--timeout);
+# reads are given more for their size.
+CONNECT_TIMEOUT = 5.0
+STUB_RATE = 1 << 20           # bytes per second the slowest stub still sends
 
 
 def _c_string(text: str) -> str:
@@ -56,12 +58,13 @@ class GdbMiSource(Source):
         super().__init__(f"gdb {target}")
         self.target = target
         self.label = f"--gdb {target}"
+        self.timeout = timeout
         self.resume = resume
         self.connected = False
         self._token = 0
         self.host = None
         self.via = "the gdb stub (--stub-only)"
-        self._memory = StubMemory(self)
+        self._memory = StubMemory(self._mi_batch, self.label, timeout)
         from pygdbmi.gdbcontroller import GdbController
 
         try:
@@ -93,7 +96,8 @@ class GdbMiSource(Source):
 
         def refused(why: str) -> None:
             self.via = f"the gdb stub ({why})"
-        self._memory = HostFirst(self.host, StubMemory(self), refused)
+        self._memory = HostFirst(self.host, StubMemory(self._mi_batch, self.label, self.timeout),
+                                 refused)
 
     def _monitor(self, lines: list[str]) -> list[str]:
         """HMP through the stub: `monitor LINE`, its output (MI target and
@@ -104,7 +108,7 @@ class GdbMiSource(Source):
             text: list[str] = []
             try:
                 rec = self._mi_batch([f"-interpreter-exec console {_c_string('monitor ' + line)}"],
-                                     READ_TIMEOUT, streams=text)[0]
+                                     self.timeout, streams=text)[0]
             except SourceError as e:
                 raise HostMemoryUnavailable(f"monitor {line}: {e}") from None
             if rec["message"] == "error":
@@ -189,36 +193,6 @@ class GdbMiSource(Source):
                 self.stats["bytes"] += len(got)
         return out
 
-    def _stub_read(self, addr: int, size: int) -> bytes:
-        got = self._read_ranges([(addr, size)])[0]
-        if isinstance(got, MemoryReadError):
-            raise got
-        return got
-
-    def _read_ranges(self, ranges: list[tuple[int, int]]) -> list:
-        """bytes, or the MemoryReadError, per range; BATCH commands a write."""
-        pieces: list[tuple[int, int, int]] = []           # (range index, addr, size)
-        errors: dict[int, MemoryReadError] = {}
-        for i, (addr, size) in enumerate(ranges):
-            if size < 0:
-                errors[i] = MemoryReadError(addr, size, "negative size")
-            for off in range(0, size, CHUNK):
-                pieces.append((i, addr + off, min(CHUNK, size - off)))
-        parts: list[list[bytes]] = [[] for _ in ranges]
-        for b in range(0, len(pieces), BATCH):
-            batch = pieces[b:b + BATCH]
-            recs = self._mi_batch([f"-data-read-memory-bytes {a:#x} {s}" for _, a, s in batch],
-                                  READ_TIMEOUT)
-            for (i, a, s), rec in zip(batch, recs):
-                if i in errors:
-                    continue
-                data = _contents(rec, a, s)
-                if isinstance(data, str):
-                    errors[i] = MemoryReadError(ranges[i][0], ranges[i][1], data)
-                else:
-                    parts[i].append(data)
-        return [errors.get(i) or b"".join(parts[i]) for i in range(len(ranges))]
-
     # ------------------------------------------------------------ lifecycle
     def close(self) -> None:
         """Disconnect (guest stays paused) or detach (it runs: resume=True),
@@ -227,7 +201,7 @@ class GdbMiSource(Source):
             try:
                 if self.connected and self._mi.gdb_process.poll() is None:
                     self._mi_batch(["-target-detach" if self.resume else "-target-disconnect"],
-                                   CONNECT_TIMEOUT)
+                                   self.timeout)
             except SourceError:
                 pass
             finally:
@@ -257,16 +231,48 @@ class GdbMiSource(Source):
 
 
 class StubMemory:
-    """The stub half of a GdbMiSource, as a Memory (HostFirst's fallback)."""
+    """Guest memory through gdb/MI `-data-read-memory-bytes`, BATCH commands
+    a write: `batch(commands, timeout)` sends commands and gives their result
+    records (a GdbMiSource's own gdb, or the wrapper's MI session).
+    `timeout` is allowed for a silent stub, plus time for the bytes."""
 
-    def __init__(self, src: GdbMiSource):
-        self.src = src
+    def __init__(self, batch, label: str, timeout: float):
+        self.batch = batch
+        self.label = label
+        self.timeout = timeout
 
     def read(self, addr: int, size: int) -> bytes:
-        return self.src._stub_read(addr, size)
+        got = self._read_ranges([(addr, size)])[0]
+        if isinstance(got, MemoryReadError):
+            raise got
+        return got
 
     def read_many(self, ranges: list[tuple[int, int]]) -> list[bytes | None]:
-        return [g if isinstance(g, bytes) else None for g in self.src._read_ranges(ranges)]
+        return [g if isinstance(g, bytes) else None for g in self._read_ranges(ranges)]
+
+    def _read_ranges(self, ranges: list[tuple[int, int]]) -> list:
+        """bytes, or the MemoryReadError, per range."""
+        pieces: list[tuple[int, int, int]] = []           # (range index, addr, size)
+        errors: dict[int, MemoryReadError] = {}
+        for i, (addr, size) in enumerate(ranges):
+            if size < 0:
+                errors[i] = MemoryReadError(addr, size, "negative size")
+            for off in range(0, size, CHUNK):
+                pieces.append((i, addr + off, min(CHUNK, size - off)))
+        parts: list[list[bytes]] = [[] for _ in ranges]
+        for b in range(0, len(pieces), BATCH):
+            batch = pieces[b:b + BATCH]
+            recs = self.batch([f"-data-read-memory-bytes {a:#x} {s}" for _, a, s in batch],
+                              self.timeout + sum(s for _, _, s in batch) / STUB_RATE)
+            for (i, a, s), rec in zip(batch, recs):
+                if i in errors:
+                    continue
+                data = _contents(rec, a, s)
+                if isinstance(data, str):
+                    errors[i] = MemoryReadError(ranges[i][0], ranges[i][1], data)
+                else:
+                    parts[i].append(data)
+        return [errors.get(i) or b"".join(parts[i]) for i in range(len(ranges))]
 
 
 def _msg(rec: dict) -> str:

@@ -354,6 +354,41 @@ def tcp_port_owner(port: int, *, comm_prefix: str = "qemu") -> int | None:
     return owners.pop() if len(owners) == 1 else None
 
 
+def qmp_sockets(pid: int) -> list[str]:
+    """The unix-socket QMP monitors on process `pid`'s command line
+    (`-qmp unix:PATH,...`, or a `-chardev socket,path=PATH` that a
+    `-mon ...,mode=control` uses), existing paths only."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = [a.decode(errors="replace") for a in f.read().split(b"\0")]
+    except OSError:
+        return []
+    out, chardevs, control = [], {}, set()
+    for opt, val in zip(argv, argv[1:]):
+        opt = opt.lstrip("-")
+        if opt in ("qmp", "qmp-pretty") and val.startswith("unix:"):
+            out.append(val[5:].split(",", 1)[0])
+        elif opt == "chardev" and val.startswith("socket,"):
+            kv = dict(p.split("=", 1) for p in val.split(",")[1:] if "=" in p)
+            if "id" in kv and "path" in kv:
+                chardevs[kv["id"]] = kv["path"]
+        elif opt == "mon":
+            kv = dict(p.split("=", 1) for p in val.split(",") if "=" in p)
+            if kv.get("mode") == "control" and "chardev" in kv:
+                control.add(kv["chardev"])
+    out += [chardevs[c] for c in control if c in chardevs]
+    if pid_cwd := _cwd(pid):
+        out = [p if p.startswith("/") else os.path.join(pid_cwd, p) for p in out]
+    return [p for p in out if os.path.exists(p)]
+
+
+def _cwd(pid: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return None
+
+
 def stub_owner(address: str) -> tuple[int | None, str]:
     """(pid, "") of the local QEMU whose gdb stub listens at "HOST:PORT",
     or (None, why not). Only loopback or this machine's name counts as

@@ -12,7 +12,8 @@ import os
 from bisect import bisect_right
 from dataclasses import dataclass
 
-from model.errors import MemoryReadError
+from model.errors import AllocviewError, MemoryReadError
+from model.files import require_regular
 
 from ..errors import SourceError
 from . import Source
@@ -33,7 +34,12 @@ class Extent:
 
 
 def open_file(path: str, label: str):
-    """The file opened for reading, or SourceError naming it."""
+    """The file opened for reading, or SourceError naming it (a FIFO or
+    device is refused before open() could block on it)."""
+    try:
+        require_regular(path, label)
+    except AllocviewError as e:
+        raise SourceError(str(e)) from None
     try:
         f = open(path, "rb")
     except FileNotFoundError:

@@ -39,8 +39,10 @@ __all__ = ["QmpClient", "QmpPauser", "QmpSource", "query_running"]
 # would print them beside our one-line error.
 logging.getLogger("qemu.qmp").addHandler(logging.NullHandler())
 
+# A silent peer is given this long, for the greeting and for each reply
+# (--timeout); a pmemsave is given more for its size.
 CONNECT_TIMEOUT = 5.0
-COMMAND_TIMEOUT = 60.0        # pmemsave of a few hundred MiB takes seconds
+PMEMSAVE_RATE = 50 << 20      # bytes per second a slow host still writes
 MERGE_GAP = 256 << 10         # read_many: a pipelined pmemsave ~0.5 ms, a MiB more ~1.6 ms
 MAX_SPAN = 32 << 20           # ... but no single pmemsave beyond this
 PIPELINE = 256                # pmemsaves in flight at once (files in the temp dir)
@@ -65,8 +67,10 @@ class QmpClient:
 
     def __init__(self, address, *, timeout: float = CONNECT_TIMEOUT,
                  counter: dict[str, int] | None = None, label: str | None = None):
-        """address: a socket path, "HOST:PORT", or a connected socket."""
+        """address: a socket path, "HOST:PORT", or a connected socket.
+        timeout: seconds to wait for the greeting and for each reply."""
         self.address = address
+        self.timeout = timeout
         self.label = label or f"--qmp {address}"
         self.counter = counter if counter is not None else {"round_trips": 0}
         self._loop = asyncio.new_event_loop()
@@ -125,18 +129,19 @@ class QmpClient:
         except ConnectError as e:
             raise SourceError(f"{self.label}: {_connect_reason(e)}") from None
 
-    def cmd(self, name: str, timeout: float = COMMAND_TIMEOUT, **args) -> Any:
+    def cmd(self, name: str, timeout: float | None = None, **args) -> Any:
         result = self.pipeline([(name, args)], timeout)[0]
         if isinstance(result, Exception):
             raise result
         return result
 
     def pipeline(self, calls: list[tuple[str, dict]],
-                 timeout: float = COMMAND_TIMEOUT) -> list[Any]:
+                 timeout: float | None = None) -> list[Any]:
         """Send every command, then await every reply: one round trip for
         many commands (QEMU runs them in order). Each result is the return
         value or the ExecuteError of that command; a broken connection or
-        timeout raises SourceError."""
+        timeout (default: the client's) raises SourceError."""
+        timeout = self.timeout if timeout is None else timeout
         if self._qmp is None:
             raise SourceError(f"{self.label}: not connected")
         from qemu.qmp import ExecuteError
@@ -219,7 +224,7 @@ def _hmp_call(line: str) -> tuple[str, dict]:
     return ("human-monitor-command", {"command-line": line})
 
 
-def hmp(client: QmpClient, timeout: float = COMMAND_TIMEOUT) -> Callable[[list[str]], list[str]]:
+def hmp(client: QmpClient, timeout: float | None = None) -> Callable[[list[str]], list[str]]:
     """HMP command lines through QMP, pipelined (HostMemory's monitor)."""
     def run(lines: list[str]) -> list[str]:
         got = client.pipeline([_hmp_call(x) for x in lines], timeout)
@@ -424,7 +429,8 @@ class QmpSource(Source):
                 paths.append(os.path.join(self._dir, f"pmem-{self._seq}"))
             calls = [("pmemsave", {"val": a, "size": n, "filename": p})
                      for (a, n), p in zip(batch, paths) if n]
-            results = iter(self.client.pipeline(calls) if calls else [])
+            wait = self.client.timeout + sum(n for _a, n in batch) / PMEMSAVE_RATE
+            results = iter(self.client.pipeline(calls, wait) if calls else [])
             for (a, n), p in zip(batch, paths):
                 out.append(_collect(a, n, p, next(results) if n else None))
         return out

@@ -19,11 +19,10 @@ from subprocess import PIPE, STDOUT
 from pygdbmi.gdbmiparser import parse_response
 
 from ..errors import SourceError
-from ..sources import Source
-from ..sources.gdbmi import GdbMiSource, StubMemory
+from ..sources.gdbmi import StubMemory
 from .children import kill, reap, spawn
 
-__all__ = ["Bus", "MiError", "MiSession", "SessionMemory", "GRACE"]
+__all__ = ["Bus", "MiError", "MiSession", "session_memory", "GRACE"]
 
 GRACE = 0.8            # seconds left to gdb once QEMU is gone or a signal came
 
@@ -166,30 +165,16 @@ def _msg(rec: dict) -> str:
     return str(payload.get("msg", payload)) if isinstance(payload, dict) else str(payload)
 
 
-class SessionMemory(GdbMiSource):
-    """GdbMiSource's batched `-data-read-memory-bytes` reads, over a session
-    that owns gdb and the target: it never attaches, detaches or ends gdb.
-    Every batch shares one deadline, the check's time budget."""
+def session_memory(session: MiSession, label: str, budget: float) -> StubMemory:
+    """Guest memory read through the wrapper's own MI session (which owns
+    gdb and the target): every read shares one deadline, the check's time
+    budget."""
+    deadline = time.monotonic() + budget
 
-    def __init__(self, session: MiSession, label: str, budget: float):
-        Source.__init__(self, f"gdb {label}")
-        self.label = label
-        self.host = None                 # the supervisor adds QEMU's memory itself
-        self._memory = StubMemory(self)
-        self.resume = False
-        self.connected = True
-        self._token = 0
-        self._session = session
-        self._deadline = time.monotonic() + budget
-
-    def _mi_batch(self, commands: list[str], timeout: float,
-                  streams: list[str] | None = None) -> list[dict]:
-        self.stats["round_trips"] += 1
-        left = self._deadline - time.monotonic()
+    def batch(commands: list[str], timeout: float) -> list[dict]:
+        left = deadline - time.monotonic()
         try:
-            return self._session.batch(commands, max(0.0, min(timeout, left)))
+            return session.batch(commands, max(0.0, min(timeout, left)))
         except MiError as e:
-            raise SourceError(f"{self.label}: {e}") from None
-
-    def close(self) -> None:
-        Source.close(self)
+            raise SourceError(f"{label}: {e}") from None
+    return StubMemory(batch, label, budget)

@@ -21,7 +21,7 @@ from ..errors import SymbolError
 from . import qmp
 from .children import Listeners, kill, reap, spawn
 from .ends import Ends, find_ends
-from .mi import Bus, MiError, MiSession, SessionMemory
+from .mi import Bus, MiError, MiSession, session_memory
 from .outcome import Outcome
 
 __all__ = ["Outcome", "Supervisor", "gdb_arch_for"]
@@ -315,18 +315,26 @@ class Supervisor:
     def _check(self, prog) -> None:
         from model.check import check
         from model.report import report
-        from model.snapshot import decode
 
-        mem = SessionMemory(self.mi, f"127.0.0.1:{self.listeners.gdb_port}", self.timeout)
-        snap = decode(self._host_first(mem), prog.layout, prog.symbols["areas"],
-                      prog.symbols["areas_mask"])
+        from ..inspect import NothingToCheck, inspect
+
+        mem = session_memory(self.mi, f"127.0.0.1:{self.listeners.gdb_port}", self.timeout)
+        try:
+            found = inspect(self._host_first(mem), prog)
+        except NothingToCheck as e:
+            if self.bus.hurry:
+                raise MiError("QEMU went away while allocview read it") from None
+            if e.unchecked.kind == "uninitialised":
+                self.out.no_check(f"{self.out.ended} before the allocator was initialised "
+                                  "(areas_mask is 0)")
+            else:
+                self.out.no_check(f"{self.out.ended}, and nothing could be checked: "
+                                  f"{e.unchecked.reason}")
+            return
         if self.bus.hurry:
             raise MiError("QEMU went away while allocview read it")
-        if snap.areas_mask == 0:
-            self.out.no_check(f"{self.out.ended} before the allocator was initialised "
-                              "(areas_mask is 0)")
-            return
-        self.out.report = report(snap, check(snap))
+        snap = found.snapshot
+        self.out.report = report(snap, check(snap), found.placement)
 
     def _host_first(self, stub):
         """Guest RAM straight from our QEMU child (its pid is ours to know,

@@ -207,3 +207,24 @@ def test_an_unwritable_output_file_is_one_line(make_guest, tmp_path):
     with pytest.raises(Exception, match=r"allocview: .*No such file or directory"):
         gdb.cli(f"alloc report --json {tmp_path}/no/such/dir/r.json")
     assert gdb.print_int("2 + 2") == 4
+
+
+def test_gdb_leaves_a_running_guest_running_and_a_paused_one_paused(guest_with_sources):
+    """Attaching gdb stops the guest; --gdb asks QEMU's QMP (found on its
+    command line) before attaching, and resumes only a guest that ran."""
+    g, _sock = guest_with_sources("x86_64-2021", 2)
+    g.gdb.disconnect()                                  # stopped at checkpoint 2
+    assert g.query_status() != "running"
+    r = av("--gdb", f"127.0.0.1:{g.gdb_port}", "--elf", g.elf, "check", check_code=0)
+    assert "the guest was left paused (QMP " in r.stderr and "said it was paused" in r.stderr
+    assert g.query_status() != "running"
+    g.qmp.cmd("cont")
+    assert g.query_status() == "running"
+    r = av("--gdb", f"127.0.0.1:{g.gdb_port}", "--elf", g.elf, "check", check_code=0)
+    assert "the guest was resumed (QMP " in r.stderr and "said it was running" in r.stderr
+    assert g.query_status() == "running"
+    r = av("--gdb", f"127.0.0.1:{g.gdb_port}", "--elf", g.elf, "--no-resume", "check",
+           check_code=0)
+    assert "the guest was" not in r.stderr and g.query_status() != "running"
+    av("--gdb", f"127.0.0.1:{g.gdb_port}", "--elf", g.elf, "--resume", "areas", check_code=0)
+    assert g.query_status() == "running"

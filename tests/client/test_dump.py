@@ -179,7 +179,7 @@ def _cut_elf(tmp_path, size: int) -> str:
 
 @pytest.mark.parametrize("case,pattern", [
     ("missing", "no such file"),
-    ("directory", "is a directory"),
+    ("directory", "a directory, not a file"),
     ("empty", "empty file"),
     ("text", "not an ELF dump; for a raw pmemsave file give --base ADDR"),
     ("elf12", r"not an ELF file \(truncated at byte 12"),

@@ -209,3 +209,28 @@ def test_a_host_address_the_process_does_not_map_is_refused_not_read():
         return [o.replace(f"{fake.base:#x}", f"{8:#x}") for o in out]
     with pytest.raises(HostMemoryUnavailable, match="maps nothing there"):
         HostMemory.open(os.getpid(), lying)
+
+
+def test_qmp_sockets_come_from_the_qemu_command_line(tmp_path):
+    """--gdb asks QMP whether the guest ran before attaching: the sockets
+    are read from QEMU's own command line (both spellings), existing ones
+    only, relative paths from its working directory."""
+    import subprocess
+    import sys
+
+    from allocview.sources.hostmem import qmp_sockets
+
+    for name in ("a.sock", "b.sock"):
+        (tmp_path / name).write_text("")
+    argv = [sys.executable, "-c", "import time; time.sleep(30)",
+            "-qmp", "unix:a.sock,server=on,wait=off", "-qmp", "tcp:127.0.0.1:4444,server",
+            "-chardev", f"socket,id=mon0,path={tmp_path}/b.sock,server=on,wait=off",
+            "-mon", "chardev=mon0,mode=control", "-qmp", "unix:/nonexistent/x.sock,server"]
+    p = subprocess.Popen(argv, cwd=tmp_path)
+    try:
+        import time
+        time.sleep(0.2)
+        assert qmp_sockets(p.pid) == [str(tmp_path / "a.sock"), str(tmp_path / "b.sock")]
+    finally:
+        p.kill()
+        p.wait()

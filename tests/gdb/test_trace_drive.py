@@ -2,6 +2,8 @@
 the deliberate defects and shrinks them; healthy guests never diverge."""
 
 import json
+import re
+import time
 import subprocess
 import sys
 from pathlib import Path
@@ -26,10 +28,15 @@ def test_trace_of_the_workload_replays_without_divergence(make_guest, variant, t
     g = make_guest(variant, ops=300)
     gdb = sourced(g.gdb)                      # attached at boot: the trace starts before init
     trace = tmp_path / "t.jsonl"
+    t0 = time.monotonic()
     gdb.cli(f"alloc trace start {trace} --snapshot-every 100")
+    time.sleep(1.5)                           # the user at the prompt: not guest time
     gdb.run_to_checkpoint(5, timeout=300)
     stopped = gdb.cli("alloc trace stop")
-    assert "calls recorded" in stopped
+    wall = time.monotonic() - t0
+    m = re.search(r"calls recorded .*\(the guest ran ([\d.]+) s: (\d+) calls/s of guest time",
+                  stopped)
+    assert m and float(m.group(1)) <= wall - 1.4, (stopped, wall)
     lines = [json.loads(x) for x in trace.read_text().splitlines()]
     calls = [x for x in lines if "func" in x]
     assert calls[0]["func"] == "page_alloc_init_area" and len(calls) > 300

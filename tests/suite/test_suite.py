@@ -118,3 +118,40 @@ def test_the_suite_command_plugs_into_argparse():
     args = p.parse_args(["reports", "--json", "--junit", "j.xml"])
     assert (args.report_dir, args.json, args.junit) == ("reports", True, "j.xml")
     assert callable(mod.run)
+
+
+def test_every_real_report_is_valid_against_the_shipped_schema(reports):
+    from allocview.schema import report_problem
+    docs = [json.loads(p.read_text()) for p in sorted(reports.glob("*.json"))
+            if p.name != "notes.json"]
+    assert len(docs) == 4 and all(report_problem(d) is None for d in docs), \
+        [report_problem(d) for d in docs]
+
+
+def test_a_malformed_report_is_one_line_and_control_characters_make_valid_xml(reports, tmp_path):
+    import shutil
+    d = tmp_path / "r"
+    shutil.copytree(reports, d)
+    good = json.loads((d / "healthy.json").read_text())
+    broken = dict(good, test={k: v for k, v in good["test"].items() if k != "name"})
+    (d / "broken.json").write_text(json.dumps(broken))
+    wrong = dict(good, findings=[{"code": "x", "severity": "fatal", "slot": None,
+                                  "address": None, "message": "m"}])
+    (d / "wrong.json").write_text(json.dumps(wrong))
+    noisy = dict(good)
+    noisy["test"] = dict(good["test"], name="noisy", ended="exit(0) \x1b[31m\x00\x07 \ufffe")
+    noisy["findings"] = [{"code": "bad-byte", "severity": "error", "slot": 2, "address": 4096,
+                          "message": "console said \x01\x02\x1b[0m"}]
+    (d / "noisy.json").write_text(json.dumps(noisy))
+    junit = tmp_path / "j.xml"
+    r = suite(d, "--no-color", "--junit", junit)
+    assert "Traceback" not in r.stderr
+    lines = sorted(r.stderr.strip().splitlines())
+    assert lines[0].startswith("allocview: broken.json: not a valid allocview report (test: "
+                               "'name' is a required property")
+    assert lines[2].startswith("allocview: wrong.json: not a valid allocview report "
+                               "(findings.0.severity: 'fatal' is not one of")
+    root = ET.fromstring(junit.read_bytes())              # well-formed XML
+    case = next(c for c in root.iter("testcase") if c.get("name") == "noisy")
+    assert "\\x1b[31m\\x00\\x07" in case.find("properties/property[@name='ended']").get("value")
+    assert "console said \\x01\\x02" in case.find("failure").text
