@@ -5,43 +5,14 @@ ending in exit 2 with one line."""
 import json
 import socket
 import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-ALLOCVIEW = [sys.executable, "-m", "allocview.cli"]
+from .helpers import ALLOCVIEW, ROOT, av, one_line_error  # noqa: F401
+
 VARIANTS = ["x86_64-2021", "x86_64-2020", "i386-2021", "i386-2020"]
-
-
-def av(*args, check_code=None):
-    r = subprocess.run(ALLOCVIEW + [str(a) for a in args], capture_output=True, text=True,
-                       cwd=ROOT, timeout=120)
-    if check_code is not None:
-        assert r.returncode == check_code, (r.returncode, r.stdout[-2000:], r.stderr[-2000:])
-    return r
-
-
-def one_line_error(r):
-    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("allocview: "), r.stderr
-    assert "Traceback" not in r.stderr
-    return lines[0]
-
-
-@pytest.fixture
-def guest_with_sources(make_guest, tmp_path):
-    def start(variant, checkpoint):
-        sock = tmp_path / "av.sock"
-        g = make_guest(variant, shared_memory=True,
-                       qemu_args=["-qmp", f"unix:{sock},server=on,wait=off"])
-        g.stop_at_checkpoint(checkpoint)
-        return g, sock
-    return start
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
