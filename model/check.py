@@ -14,6 +14,7 @@ node-by-node path, which explains each breach.
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from itertools import repeat
 from operator import ne
@@ -21,7 +22,7 @@ from operator import ne
 from .findings import Finding, Severity
 from .layout import Status
 from .list import ListWalk
-from .pages import BlockDefect, positions
+from .pages import BlockDefect
 from .snapshot import AreaSnapshot, Snapshot
 
 __all__ = ["check", "errors"]
@@ -197,32 +198,56 @@ def _lists_fast(snap: Snapshot, a: AreaSnapshot) -> list[Finding] | None:
         total += len(idx)
     if n - listed.count(0) != total:
         return None                                       # a node on two lists
+    return _not_listed(snap, a, listed, set())
+
+
+def _not_listed(snap: Snapshot, a: AreaSnapshot, listed: bytearray,
+                truncated: set[int]) -> list[Finding]:
+    """free-not-listed findings of one area: free blocks whose page is not
+    marked in `listed` (a byte per page), order 0 by masks; orders in
+    `truncated` are left to their list's walk-end finding."""
     out = []
-    # free blocks on no list: order 0 by masks, the rest one by one
-    mask0 = a.blocks.free_mask0()
-    listed0 = listed.translate(_IS_ONE)
-    missing = int.from_bytes(mask0, "little") & ~int.from_bytes(listed0, "little")
-    if missing:
-        lost = positions(missing.to_bytes(n, "little"), 1, base)
-        out += _fold_not_listed(snap, a, [(p, meta[p - base]) for p in lost], 0)
-    by_order: dict[int, list[tuple[int, int]]] = {}
-    for p, b in free_high.items():
-        if not listed[p - base]:
-            by_order.setdefault(b & 0x3F, []).append((p, b))
-    for k, items in sorted(by_order.items()):
-        out += _fold_not_listed(snap, a, items, k)
+    base, n = a.base, len(a.metadata)
+    if 0 not in truncated:
+        missing = int.from_bytes(a.blocks.free_mask0(), "little") & \
+            ~int.from_bytes(listed.translate(_NONZERO), "little")
+        if missing:
+            out += _fold_not_listed(snap, a, _mask_runs(missing.to_bytes(n, "little"), base), 0)
+    by_order: dict[int, list[int]] = {}
+    for p, b in a.blocks.free_high.items():
+        k = b & 0x3F
+        if not listed[p - base] and k not in truncated:
+            by_order.setdefault(k, []).append(p)
+    for k, pfns in sorted(by_order.items()):
+        out += _fold_not_listed(snap, a, _runs(pfns, 1 << k), k)
     return out
 
 
-_IS_ONE = bytes(1 if b == 1 else 0 for b in range(256))
+def _missed(a: AreaSnapshot, listed: bytearray, k: int) -> int:
+    """Free blocks of order k not marked in `listed`."""
+    if k == 0:
+        return (int.from_bytes(a.blocks.free_mask0(), "little")
+                & ~int.from_bytes(listed.translate(_NONZERO), "little")).bit_count()
+    return sum(1 for p, b in a.blocks.free_high.items()
+               if b & 0x3F == k and not listed[p - a.base])
 
 
-def _fold_not_listed(snap: Snapshot, a: AreaSnapshot, items: list[tuple[int, int]],
+_RUN_OF_ONES = re.compile(b"\x01+")
+
+
+def _mask_runs(mask: bytes, base: int) -> list[tuple[int, int]]:
+    """(first pfn, count) of every run of 1 bytes in a page mask."""
+    return [(base + m.start(), m.end() - m.start()) for m in _RUN_OF_ONES.finditer(mask)]
+
+
+_NONZERO = bytes(1 if b else 0 for b in range(256))
+
+
+def _fold_not_listed(snap: Snapshot, a: AreaSnapshot, runs: list[tuple[int, int]],
                      k: int) -> list[Finding]:
     """free-not-listed findings, a run of consecutive blocks as one."""
     out = []
-    for run in _runs([p for p, _ in items], 1 << k):
-        first, count = run
+    for first, count in runs:
         b = a.metadata[first - a.base]
         if count == 1:
             out.append(Finding("free-not-listed", E, a.slot, snap.virt(first),
@@ -279,7 +304,7 @@ def _lists_slow(snap: Snapshot, live: list[AreaSnapshot], slow: list[AreaSnapsho
                                f"{k2} of area {s2}" + (f" (with {n - 1} nodes after it)" if n > 1 else ""),
                                (("node", first_shared), ("lists", ((a.slot, k), (s2, k2))))))
 
-    listed: dict[int, set[int]] = {a.slot: set() for a in live}
+    listed = {a.slot: bytearray(len(a.metadata)) for a in live}   # a byte per page
     truncated: dict[tuple[int, int], ListWalk] = {}
     node_findings: list[Finding] = []
     for a, k, w in walks:
@@ -295,19 +320,12 @@ def _lists_slow(snap: Snapshot, live: list[AreaSnapshot], slow: list[AreaSnapsho
     out += _fold_nodes(snap, node_findings)
     for (slot, k), w in truncated.items():
         a = next(x for x in live if x.slot == slot)
-        missed = sum(1 for p, b in a.blocks.free.items()
-                     if b & 0x3F == k and p not in listed[slot])
-        f = _walk_end_finding(a, k, w, missed, (slot, k) in merged)
+        f = _walk_end_finding(a, k, w, _missed(a, listed[slot], k), (slot, k) in merged)
         if f is not None:
             out.append(f)
     for a in slow:
-        by_order: dict[int, list[tuple[int, int]]] = {}
-        for pfn, b in a.blocks.free.items():
-            k = b & 0x3F
-            if pfn not in listed[a.slot] and (a.slot, k) not in truncated:
-                by_order.setdefault(k, []).append((pfn, b))
-        for k, items in sorted(by_order.items()):
-            out += _fold_not_listed(snap, a, items, k)
+        out += _not_listed(snap, a, listed[a.slot],
+                           {k for (slot, k) in truncated if slot == a.slot})
     return out
 
 
@@ -391,20 +409,20 @@ def _walk_end_finding(a: AreaSnapshot, k: int, w: ListWalk, missed: int,
 
 
 def _check_node(snap: Snapshot, a: AreaSnapshot, k: int, node: int,
-                listed: dict[int, set[int]], live: list[AreaSnapshot]) -> Finding | None:
+                listed: dict[int, bytearray], live: list[AreaSnapshot]) -> Finding | None:
     where = f"list {k} of area {a.slot}"
     pfn = snap.pfn(node)
     home = next((x for x in live if x.base <= pfn < x.decoded_top), None)
     if home is None:
         return None              # in an area whose state is not trusted
     if home.slot != a.slot:
-        listed[home.slot].add(pfn)
+        listed[home.slot][pfn - home.base] = 1
         return Finding("list-node-wrong-area", E, a.slot, node,
                        f"{where} holds {node:#x}, a page of area {home.slot}",
                        (("node", node), ("area", home.slot)))
-    b = a.blocks.free.get(pfn)
+    b = a.blocks.free_at(pfn)
     if b is not None:
-        listed[a.slot].add(pfn)
+        listed[a.slot][pfn - a.base] = 1
         if b & 0x3F != k:
             return Finding("list-node-wrong-order", E, a.slot, node,
                            f"{where} holds {node:#x}, a free block of order {b & 0x3F} "
@@ -454,23 +472,20 @@ def _check_buddies(snap: Snapshot, a: AreaSnapshot) -> list[Finding]:
     by masks, higher orders block by block; runs of pairs as one finding."""
     nl = snap.layout.nlists
     top = a.decoded_top
-    pairs: dict[int, list[tuple[int, int, int]]] = {}       # order -> (pfn, byte, buddy byte)
-    n = len(a.metadata)
+    meta, base = a.metadata, a.base
+    runs: dict[int, list[tuple[int, int]]] = {}       # order -> (first pfn, pairs)
+    n = len(meta)
     if nl > 1:
-        mask0 = a.blocks.free_mask0()
-        m = int.from_bytes(mask0, "little")
+        m = int.from_bytes(a.blocks.free_mask0(), "little")
         both = m & (m >> 8)                  # page i and page i + 1 free, order 0
         if both:
-            # only pairs whose first pfn is even
-            phase = a.base & 1
-            even = int.from_bytes((b"\x00\x01" if phase else b"\x01\x00") * (n // 2 + 1),
+            # only pairs whose first pfn is even, and inside the area
+            even = int.from_bytes((b"\x00\x01" if base & 1 else b"\x01\x00") * (n // 2 + 1),
                                   "little") & ((1 << (8 * n)) - 1)
-            both &= even
+            both &= even & ((1 << (8 * max(0, top - 1 - base))) - 1)
             if both:
-                meta = a.metadata
-                firsts = positions(both.to_bytes(n, "little"), 1, a.base)
-                pairs[0] = [(p, meta[p - a.base], meta[p + 1 - a.base]) for p in firsts
-                            if p + 2 <= top]
+                runs[0] = [(base + r.start(), (r.end() - r.start() + 1) // 2)
+                           for r in _PAIR_RUN.finditer(both.to_bytes(n, "little"))]
     free = a.blocks.free_high
     for pfn, b in free.items():
         k = b & 0x3F
@@ -479,30 +494,32 @@ def _check_buddies(snap: Snapshot, a: AreaSnapshot) -> list[Finding]:
             continue
         other = free.get(pfn + size)
         if other is not None and other & 0x3F == k:
-            pairs.setdefault(k, []).append((pfn, b, other))
+            got = runs.setdefault(k, [])
+            if got and got[-1][0] + 2 * size * got[-1][1] == pfn:
+                got[-1] = (got[-1][0], got[-1][1] + 1)
+            else:
+                got.append((pfn, 1))
     out = []
-    for k, items in sorted(pairs.items()):
+    for k, items in sorted(runs.items()):
         size = 1 << k
-        i = 0
-        while i < len(items):
-            j = i + 1
-            while j < len(items) and items[j][0] == items[j - 1][0] + 2 * size:
-                j += 1
-            pfn, b, other = items[i]
-            if j - i == 1:
+        for pfn, count in items:
+            b, other = meta[pfn - base], meta[pfn + size - base]
+            if count == 1:
                 out.append(Finding("unmerged-buddies", E, a.slot, snap.virt(pfn),
                                    f"free buddies of order {k} at pfns {pfn:#x} (byte {b:#04x}) "
                                    f"and {pfn + size:#x} (byte {other:#04x}) were not merged into "
                                    f"one block of order {k + 1}",
                                    (("pfn", pfn), ("buddy", pfn + size))))
             else:
-                last = items[j - 1][0]
+                last = pfn + 2 * size * (count - 1)
                 out.append(Finding("unmerged-buddies", E, a.slot, snap.virt(pfn),
-                                   f"{j - i} pairs of free buddies of order {k} from pfn {pfn:#x} "
+                                   f"{count} pairs of free buddies of order {k} from pfn {pfn:#x} "
                                    f"to {last + 2 * size - 1:#x}, none merged into a block of "
                                    f"order {k + 1}",
-                                   (("pfn", pfn), ("buddy", pfn + size), ("count", j - i),
-                                    ("last_pfn", last)), count=j - i, last=snap.virt(last)))
-            i = j
+                                   (("pfn", pfn), ("buddy", pfn + size), ("count", count),
+                                    ("last_pfn", last)), count=count, last=snap.virt(last)))
     return out
 
+
+# a run of pair starts two pages apart in a mask: 01 00 01 00 01
+_PAIR_RUN = re.compile(b"\x01(?:\x00\x01)*")

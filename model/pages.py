@@ -96,6 +96,13 @@ class BlockMap:
             object.__setattr__(self, "_mask0", got)
         return got
 
+    def free_at(self, pfn: int) -> int | None:
+        """The byte of the free block that starts at pfn, or None."""
+        i = pfn - self.base
+        if 0 <= i < len(self.meta) and self.free_mask0()[i]:
+            return self.meta[i]
+        return self.free_high.get(pfn)
+
     @property
     def free0_count(self) -> int:
         return self.free_mask0().count(1)

@@ -27,7 +27,8 @@ def report(snap: Snapshot, findings: list[Finding], placement=None) -> dict:
                             "allocated": p[Status.ALLOCATED], "special": p[Status.SPECIAL]}
             if p[Status.INVALID]:
                 doc["pages"]["invalid"] = p[Status.INVALID]
-            doc["free_blocks"] = {str(k): [snap.virt(pfn) for pfn in v]
+            shift, off = snap.layout.page_shift, snap.phys_offset
+            doc["free_blocks"] = {str(k): [(pfn << shift) + off for pfn in v]
                                   for k, v in sorted(a.blocks.free_by_order().items())}
             doc["freelists"] = {str(k): list(w.nodes) for k, w in enumerate(a.freelists) if w.nodes}
             st = area_stats(a)

@@ -49,9 +49,7 @@ class AreaStats:
 
 
 def area_stats(area: AreaSnapshot) -> AreaStats:
-    counts: dict[int, int] = {}
-    for b in area.blocks.free.values():
-        counts[b & 0x3F] = counts.get(b & 0x3F, 0) + 1
+    counts = area.blocks.free_counts()
     p = area.blocks.pages
     return AreaStats(area.slot, area.name, area.pages, p[Status.FRESH], p[Status.FREE],
                      p[Status.ALLOCATED], p[Status.SPECIAL], p[Status.INVALID], counts,

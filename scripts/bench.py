@@ -445,7 +445,152 @@ def bench_wrapper() -> dict:
     return out
 
 
+class _AnonRam:
+    """Guest RAM [0, size) in an anonymous mapping: untouched pages cost
+    nothing, so a 16 GiB guest costs what its list nodes touch. A memory
+    with a view, as a mapped dump or RAM file is."""
+
+    def __init__(self, size: int):
+        import mmap
+        self.mm = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
+                            | getattr(mmap, "MAP_NORESERVE", 0))
+        self.size = size
+
+    def read(self, addr: int, n: int) -> bytes:
+        from model.errors import MemoryReadError
+        if addr < 0 or addr + n > self.size:
+            raise MemoryReadError(addr, n, "outside RAM")
+        return self.mm[addr:addr + n]
+
+    def ram_ranges(self):
+        return [(0, self.size)]
+
+    def view(self, addr: int, n: int):
+        return memoryview(self.mm)[addr:addr + n] if 0 <= addr and addr + n <= self.size else None
+
+
+def worst_fragmentation(gib: int):
+    """An x86_64 2021 guest whose one area (slot HIGH, from 4 GiB) has every
+    other page free: the worst legal fragmentation (no two free buddies;
+    what upstream's never-merging frees leave), list 0 holding them all."""
+    import struct
+    lay = layout_for("x86_64", "2021")
+    s, ps = lay.struct, lay.page_size
+    start = 4 * GiB_PAGES
+    top = start + gib * GiB_PAGES
+    mem = _AnonRam(top * ps)
+    areas, mask = 0x10000, 0x9000
+    nmeta = (top - start + ps) // (ps + 1)
+    base = start + nmeta
+    n = top - base
+    pattern = bytes([0x80, 0x40]) if base % 2 == 0 else bytes([0x40, 0x80])
+    meta = (pattern * (n // 2 + 1))[:n]
+    mem.mm[start * ps:start * ps + n] = meta
+    desc = areas + 1 * s.size
+    head = desc + s.freelists_off
+    first = base if meta[0] == 0x40 else base + 1
+    addrs = range(first * ps, top * ps, 2 * ps)
+    pk = struct.Struct("<QQ")
+    last = len(addrs) - 1
+    for i, a in enumerate(addrs):
+        pk.pack_into(mem.mm, a, head if i == 0 else a - 2 * ps, head if i == last else a + 2 * ps)
+    d = bytearray(s.size)
+    struct.pack_into("<QQQ", d, 0, base, top, start * ps)
+    struct.pack_into("<QQ", d, s.freelists_off, addrs[-1], addrs[0])
+    for k in range(1, s.nlists):
+        struct.pack_into("<QQ", d, s.freelists_off + 16 * k, head + 16 * k, head + 16 * k)
+    mem.mm[desc:desc + s.size] = bytes(d)
+    mem.mm[mask:mask + 4] = (1 << 1).to_bytes(4, "little")
+    return mem, lay, areas, mask, len(addrs), meta
+
+
+def bench_fragmentation(gib: int = 16) -> dict:
+    from model.check import errors
+    mem, lay, areas, mask, nfree, meta = worst_fragmentation(gib)
+    snap = decode(mem, lay, areas, mask)
+    found = check(snap)
+    assert not errors(found) and sum(a.blocks.free_count for a in snap.areas if a.decoded) == nfree
+    best_d = best_c = 1e9
+    for _ in range(3):
+        t = time.perf_counter()
+        snap = decode(mem, lay, areas, mask)
+        t1 = time.perf_counter()
+        check(snap)
+        best_d, best_c = min(best_d, t1 - t), min(best_c, time.perf_counter() - t1)
+    floor = best_of(5, lambda: meta.count(b"\x40"))
+    return {"name": f"worst legal fragmentation, {gib} GiB area from memory",
+            "free_blocks": nfree, "decode_s": round(best_d, 3), "check_s": round(best_c, 3),
+            "seconds": round(best_d + best_c, 3), "us_per_free_block":
+            round(1e6 * (best_d + best_c) / nfree, 2),
+            "floor_bytes_count_s": round(floor, 4), "ratio_to_floor":
+            round((best_d + best_c) / floor), "target_s": 5.0}
+
+
+def bench_fuzz() -> dict:
+    """Corrupted fixture guest dumps: images per second and time per image
+    against the same guest's healthy image."""
+    import random
+    import statistics
+    import tempfile
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from harness import Guest
+
+    from allocview.sources.dump import DumpSource
+    from allocview.symbols import load_program
+    from model.fuzz import KINDS, Image, fuzz_one, healthy_cost, mutate
+
+    rnd = random.Random(7)
+    per_image, ratios, names = [], [], []
+    with tempfile.TemporaryDirectory() as d:
+        for variant in ("x86_64-2021", "x86_64-2020", "s390x-2021"):
+            with Guest(variant, memory="1G") as g:
+                g.stop_at_checkpoint(2)
+                path = g.dump_guest_memory(f"{d}/{variant}.elf")
+                prog = load_program(str(g.elf)).relocated(g.variant.load_offset)
+            with DumpSource(str(path)) as src:
+                img = Image(variant, src, prog.layout, prog.symbols["areas"],
+                            prog.symbols["areas_mask"], g.variant.fmt)
+                healthy = min(healthy_cost(img)[0] for _ in range(5))
+                for n in range(300):
+                    patches, what = mutate(img, rnd, KINDS[n % len(KINDS)])
+                    r = fuzz_one(img, patches, what)
+                    per_image.append(r.seconds)
+                    ratios.append(r.seconds / healthy)
+                    names.append(f"{variant} {what}")
+    # the same readable size at its worst legal: every other page free
+    mem, lay, areas, mask, _n, _m = worst_fragmentation(1)
+    legal = best_of(3, lambda: _full_pass(mem, lay, areas, mask))
+    worst = max(range(len(ratios)), key=ratios.__getitem__)
+    slowest = max(per_image)
+    per_image.sort()
+    return {"name": "fuzz: corrupted fixture guest dumps (1 GiB guests, 3 variants)",
+            "images": len(per_image), "images_per_s": round(len(per_image) / sum(per_image)),
+            "p50_ms": round(1e3 * statistics.median(per_image), 2),
+            "p99_ms": round(1e3 * per_image[int(0.99 * len(per_image))], 2),
+            "max_ms": round(1e3 * slowest, 2),
+            "max_ratio_to_its_healthy_image": round(max(ratios), 2), "worst": names[worst],
+            "worst_legal_1g_ms": round(1e3 * legal, 2),
+            "max_ratio_to_worst_legal_1g": round(slowest / legal, 2),
+            "target": "max <= 2x a healthy area of the readable size"}
+
+
+def _full_pass(mem, lay, areas, mask) -> None:
+    """What a fuzzed image costs: decode, assess, check, stats, report."""
+    from model.assess import assess
+    from model.report import report
+    from model.stats import stats
+    snap = decode(mem, lay, areas, mask)
+    assess(snap)
+    found = check(snap)
+    stats(snap)
+    report(snap, found)
+
+
 BENCHES = {
+    "fragmentation": bench_fragmentation,
+    "fragmentation-4g": lambda: bench_fragmentation(4),
+    "fuzz": bench_fuzz,
     "wrapper": bench_wrapper,
     "guest": bench_guest,
     "check-each": bench_check_each,
