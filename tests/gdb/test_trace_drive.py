@@ -137,3 +137,35 @@ def test_drive_refuses_without_yes_and_a_hanging_call_is_reported(make_guest):
     assert "CAUGHT idle() did not return in 2 s" in out
     assert "no findings" in gdb.cli("alloc check") or "info" in gdb.cli("alloc check")
     assert gdb.print_int("1 + 1") == 2
+
+
+def test_drive_refuses_a_broken_state_before_asking(make_guest):
+    """The refusal comes first: no question is put for a drive that cannot run."""
+    g = make_guest("x86_64-2021-nomerge", ops=400)
+    gdb = sourced(g.stop_at_checkpoint(2))
+    assert "unmerged-buddies" in gdb.cli("alloc check")
+    with pytest.raises(Exception, match="already breaks the design") as e:
+        gdb.cli("alloc drive --ops 5")              # no --yes, and not asked either
+    assert "pass --yes" not in str(e.value)
+
+
+def test_ctrl_c_in_drive_says_the_start_state_was_restored(make_guest, tmp_path):
+    import os
+    import signal
+    import threading
+
+    from harness.gdb import GdbError
+
+    g = make_guest("x86_64-2021")
+    gdb = sourced(g.stop_at_checkpoint(2))
+    before = gdb.cli("alloc report --json")
+    timer = threading.Timer(1.5, lambda: os.kill(gdb.proc.pid, signal.SIGINT))
+    timer.start()
+    with pytest.raises(GdbError) as e:
+        gdb.cli(f"alloc drive --ops 100000 --yes --no-shrink --out {tmp_path}/d", timeout=120)
+    timer.join()
+    assert "drive interrupted; the allocator's start state was restored" in str(e.value), \
+        str(e.value)
+    assert "signaled" not in str(e.value)
+    assert gdb.cli("alloc report --json") == before
+    assert gdb.print_int("1 + 1") == 2
