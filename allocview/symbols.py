@@ -21,6 +21,7 @@ from elftools.elf.sections import SymbolTableSection
 from model.errors import AllocviewError, LayoutError
 from model.files import require_regular
 from model.arch import ARCHES, by_elf
+from model.arch import arch as arch_named
 from model.entry_points import ENTRY_POINTS, tree_of
 from model.layout import Layout, layout_for
 from model.program import Program
@@ -51,7 +52,8 @@ class _Sym:
     kind: str          # STT_OBJECT, STT_FUNC, ...
     local: bool
     file: str | None   # basename of the defining file, when known
-
+    other: int = 0     # st_other as a number
+    section: int | str = 0
 
 def load_program(path: str, *, arch: str | None = None, format: str | None = None) -> Program:
     """Read a guest program's ELF. arch, format: the user's --arch and
@@ -93,7 +95,7 @@ def _load(elf: ELFFile, path: str, name: str, want_arch: str | None,
         raise SymbolError(f"{name} has no symbol table (stripped?): allocview needs the "
                           "address of 'areas'; give the unstripped ELF")
     symbols = _data_symbols(syms or [], dwarf, name, arch)
-    symbols.update(_functions(syms or []))
+    symbols.update(_functions(syms or [], elf, arch_named(arch)))
     struct = dwarf.mem_area if dwarf else None
     if struct is not None:
         hint = "2021" if struct["max_order_off"] is not None else "2020"
@@ -164,8 +166,10 @@ def _symtab(elf: ELFFile) -> list[_Sym] | None:
             continue
         local = bind == "STB_LOCAL"
         # globals come after every file's locals: their position says nothing
+        # pyelftools decodes st_other's ppc64 local-entry bits as "local"
+        other = (s["st_other"].get("local") or 0) << 5
         out.append(_Sym(s.name, s["st_value"], s["st_size"], kind, local,
-                        current if local else None))
+                        current if local else None, other))
     return out
 
 
@@ -205,15 +209,25 @@ def _expected_sizes(arch: str) -> dict[str, set[int]]:
     return {"areas": areas, "areas_mask": {4}}
 
 
-def _functions(syms: list[_Sym]) -> dict[str, int]:
-    """Entry points present; a global wins over a local of the same name."""
+def _functions(syms: list[_Sym], elf: ELFFile, arch) -> dict[str, int]:
+    """Entry points present, at the address a call enters them (past a
+    ppc64 ELFv2 TOC setup; through a ppc64 ELFv1 descriptor); a global wins
+    over a local of the same name."""
     out: dict[str, int] = {}
+    abi = arch.abi
+    descs = elf.get_section_by_name(abi.descriptors) if abi.descriptors else None
     for fn in FUNCTIONS:
         cands = [s for s in syms if s.name == fn and s.kind == "STT_FUNC"]
         glob = [s for s in cands if not s.local]
         pick = glob or cands
-        if len(pick) == 1:
-            out[fn] = pick[0].value
+        if len(pick) != 1:
+            continue
+        s = pick[0]
+        if descs is not None and descs["sh_addr"] <= s.value < descs["sh_addr"] + descs["sh_size"]:
+            off = s.value - descs["sh_addr"]
+            out[fn] = int.from_bytes(descs.data()[off:off + arch.ptr_size], arch.endian)
+        else:
+            out[fn] = s.value + abi.local_entry(s.other)
     return out
 
 

@@ -136,7 +136,8 @@ class GdbMiSource(Source):
         if arch:
             if arch not in ARCHES:
                 raise SourceError(f"--arch {arch}: unknown (expected one of {', '.join(ARCHES)})")
-            setup.append(f"-gdb-set architecture {ARCHES[arch].gdb_arch}")
+            setup += [f"-gdb-set architecture {ARCHES[arch].gdb_arch}",
+                      f"-gdb-set endian {ARCHES[arch].endian}"]
         for cmd, rec in zip(setup, self._mi_batch(setup, timeout)):
             if rec["message"] == "error":
                 raise SourceError(f"{self.label}: gdb refused {cmd.split()[0]}: {_msg(rec)}")

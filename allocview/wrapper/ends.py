@@ -32,6 +32,15 @@ class Ends:
     abort_range: tuple[int, int] | None = None
     abort_via_exit: bool = False
 
+    def moved(self, offset: int) -> "Ends":
+        """The same ends in a program loaded `offset` from its link addresses."""
+        if not offset:
+            return self
+        rng = None if self.abort_range is None else \
+            (self.abort_range[0] + offset, self.abort_range[1] + offset)
+        return Ends(self.exit + offset, None if self.abort is None else self.abort + offset,
+                    rng, self.abort_via_exit)
+
     def breakpoints(self) -> dict[str, int]:
         out = {"exit": self.exit}
         if self.abort is not None and not self.abort_via_exit:

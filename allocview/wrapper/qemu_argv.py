@@ -103,12 +103,6 @@ def _elf_header(path: str) -> tuple[int, str] | None:
         return None
 
 
-def _system(bits: int, machine: str) -> str | None:
-    return {("EM_X86_64", 64): "x86_64", ("EM_AARCH64", 64): "aarch64", ("EM_ARM", 32): "arm", ("EM_S390", 64): "s390x",
-            ("EM_PPC64", 64): "ppc64", ("EM_RISCV", 64): "riscv64",
-            ("EM_RISCV", 32): "riscv32"}.get((machine, bits))
-
-
 def elf_for(kernel: str, override: str | None = None) -> str | None:
     """The ELF with the kernel's symbols: `override`, else `foo.elf` beside
     `foo.flat` (kvm-unit-tests and the fixture guest boot an objcopy of
@@ -121,14 +115,20 @@ def elf_for(kernel: str, override: str | None = None) -> str | None:
     return kernel if _elf_header(kernel) else None
 
 
-def qemu_for(kernel: str | None, elf: str | None) -> str | None:
-    """qemu-system-<arch> for the kernel. An x86 `.flat` is an ELF32 i386
-    image whatever the code inside, and qemu-system-x86_64 runs 32-bit code
-    too: so x86_64, unless the program's own ELF is 32-bit i386, which needs
-    qemu-system-i386 (gdb's i386 registers match only its stub). A kernel
-    that is no ELF (arm's raw .flat) goes by its ELF. No kernel: the host's
-    arch (a probe)."""
+def qemu_for(kernel: str | None, elf: str | None, cwd: str = ".") -> str | None:
+    """qemu-system-<arch> for the kernel (model.arch's QEMU of the ELF's
+    arch). An x86 `.flat` is an ELF32 i386 image whatever the code inside,
+    and qemu-system-x86_64 runs 32-bit code too: so x86_64, unless the
+    program's own ELF is 32-bit i386, which needs qemu-system-i386 (gdb's
+    i386 registers match only its stub). A kernel that is no ELF (arm's raw
+    .flat) goes by its ELF. No kernel (a probe): the arch of the
+    kvm-unit-tests tree the runner runs in (its config.mak), else the
+    host's."""
+    from model.arch import ARCHES, by_elf
     if kernel is None:
+        arch = _tree_arch(cwd)
+        if arch is not None:
+            return arch.boot.qemu
         host = platform.machine().lower()
         return f"qemu-system-{ {'amd64': 'x86_64', 'arm64': 'aarch64'}.get(host, host) or 'x86_64'}"
     head = _elf_header(kernel)
@@ -138,9 +138,24 @@ def qemu_for(kernel: str | None, elf: str | None) -> str | None:
     if head is None:
         return None
     if head[1] == "EM_386":
-        return "qemu-system-i386" if other == (32, "EM_386") else "qemu-system-x86_64"
-    arch = _system(*head)
-    return f"qemu-system-{arch}" if arch else None
+        return ARCHES["i386" if other == (32, "EM_386") else "x86_64"].boot.qemu
+    found = by_elf(head[1], head[0] // 8)
+    return found.boot.qemu if found else None
+
+
+def _tree_arch(cwd: str):
+    """The arch of the kvm-unit-tests build in `cwd`: ARCH= in its
+    config.mak (the runner runs there)."""
+    from model.arch import by_runner_arch
+    try:
+        with open(os.path.join(cwd, "config.mak")) as f:
+            for line in f:
+                key, _, value = line.partition("=")
+                if key.strip() == "ARCH":
+                    return by_runner_arch(value.strip())
+    except OSError:
+        pass
+    return None
 
 
 def name_for_test(kernel: str, env: dict[str, str]) -> str:

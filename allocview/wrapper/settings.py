@@ -7,7 +7,8 @@ command line belongs to QEMU, byte for byte.
     ALLOCVIEW_ELF         the ELF with the kernel's symbols (else foo.elf
                           beside foo.flat, else the kernel)
     ALLOCVIEW_QEMU        the real QEMU (else qemu-system-<arch of the ELF>)
-    ALLOCVIEW_GDB         gdb (else "gdb" on PATH)
+    ALLOCVIEW_GDB         gdb (else the first of the program's arch's debuggers on
+                          PATH: gdb for x86, gdb-multiarch for the others)
     ALLOCVIEW_TEST_NAME   the report's name (else the runner's TESTNAME, else
                           the kernel's file name)
     ALLOCVIEW_SUMMARY     where else the one-line summary goes: a file
@@ -48,7 +49,7 @@ class Settings:
     fail_on: str = "never"
     elf: str | None = None
     qemu: str | None = None
-    gdb: str = "gdb"
+    gdb: str | None = None          # None: by the program's arch
     test_name: str | None = None
     summary: str | None = None      # None, "stderr", "fd:N" or a path
     quiet: bool = False             # ALLOCVIEW_STDERR=0
@@ -84,6 +85,6 @@ def from_env(env: dict[str, str] | None = None) -> Settings:
         raise SettingsError(f"ALLOCVIEW_SOURCE={source}: expected auto or stub")
     return Settings(source=source, report_dir=env.get("ALLOCVIEW_REPORT_DIR") or None, fail_on=fail_on,
                     elf=env.get("ALLOCVIEW_ELF") or None, qemu=env.get("ALLOCVIEW_QEMU") or None,
-                    gdb=env.get("ALLOCVIEW_GDB") or "gdb",
+                    gdb=env.get("ALLOCVIEW_GDB") or None,
                     test_name=env.get("ALLOCVIEW_TEST_NAME") or None,
                     summary=summary, quiet=stderr == "0", timeout=max(1.0, timeout))

@@ -48,6 +48,13 @@ class CallABI:
     returns: tuple[str, ...]
     direct_calls: Callable[[bytes, int], Iterator[int]] = field(compare=False, repr=False)
     stack_args: bool = False
+    # where a call enters a function whose symbol has this st_other: ppc64
+    # ELFv2 functions have a local entry past the TOC setup, which calls
+    # inside the program use (a breakpoint must sit there)
+    local_entry: Callable[[int], int] = field(default=lambda other: 0, compare=False, repr=False)
+    # a section whose function symbols are descriptors holding the code
+    # address in their first word (ppc64 ELFv1's .opd)
+    descriptors: str | None = None
 
     def is_return(self, asm: str) -> bool:
         """Whether gdb's disassembly text `asm` returns from a function."""

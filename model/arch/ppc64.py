@@ -16,12 +16,18 @@ def _direct_calls(code: bytes, at: int):
             yield (at + i + signed(insn & 0x03FFFFFC, 26)) & 0xFFFFFFFFFFFFFFFF
 
 
+def _local_entry(other: int) -> int:
+    """ELFv2: st_other's top three bits give the local entry's distance."""
+    return ((1 << (other >> 5 & 7)) >> 2) << 2
+
+
 PPC64 = Arch(
     name="ppc64", ptr_size=8, endian="big", u64_align=8, elf_machine="EM_PPC64",
     gdb_arch="powerpc:common64", gdb_names=("powerpc:common64",), debuggers=("gdb-multiarch",),
     family="ppc",
     abi=CallABI(args=tuple(f"r{i}" for i in range(3, 11)), ret="r3", sp="r1",
-                return_address="$lr", returns=(r"blr\b",), direct_calls=_direct_calls),
+                return_address="$lr", returns=(r"blr\b",), direct_calls=_direct_calls,
+                local_entry=_local_entry, descriptors=".opd"),
     boot=Boot(qemu="qemu-system-ppc64", machine="pseries", cpu=None, relocatable=True,
               load_addresses=(0x400000,), ram_start=0, runner_arch="ppc64"),
     slots={"2021": (SlotRange(0, "NORMAL", 0, None),), "2020": (SlotRange(0, "NORMAL", 0, None),)},
