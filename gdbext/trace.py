@@ -14,7 +14,6 @@ that call).
 
 from __future__ import annotations
 
-import re
 import time
 
 import gdb  # type: ignore[import-not-found]
@@ -26,7 +25,6 @@ from . import target
 
 __all__ = ["CallWatcher", "Tracer", "entry_points"]
 
-_TARGET = re.compile(r"\b0x([0-9a-f]+)\b")
 
 
 def entry_points(prog) -> list[str]:
@@ -58,9 +56,12 @@ class CallWatcher:
     # -------------------------------------------------------------- planting
     def _plant_all(self, funcs: list[str]) -> None:
         returns: dict[int, set[str]] = {}
+        arch = gdb.selected_inferior().architecture()
         for func in funcs:
             addr = self.prog.symbols[func]
-            self.breakpoints.append(_Entry(self, func, addr))
+            first = [i["asm"] for i in arch.disassemble(addr, count=2)]
+            # where calls enter it: past a ppc64 ELFv2 TOC setup
+            self.breakpoints.append(_Entry(self, func, addr + self.abi.local_entry_asm(first)))
             rets = self._returns(addr)
             if not rets:
                 raise gdb.GdbError(f"allocview: found no return instruction in {func}")
@@ -76,18 +77,22 @@ class CallWatcher:
         out, seen, todo = [], set(), [addr]
         while todo and len(seen) < 16:
             block = gdb.block_for_pc(todo.pop())
-            while block is not None and block.function is None:
+            # the function's outermost block: a block of code inlined at
+            # its start has a function of its own (spin_lock)
+            while block is not None and (block.function is None or (
+                    block.superblock is not None and block.superblock.function is not None)):
                 block = block.superblock
             if block is None or block.start in seen:
                 continue
             seen.add(block.start)
-            for insn in arch.disassemble(block.start, block.end - 1):
-                asm = insn["asm"].strip()
+            insns = [(i["addr"], i["asm"].strip())
+                     for i in arch.disassemble(block.start, block.end - 1)]
+            for n, (at, asm) in enumerate(insns):
                 if self.abi.is_return(asm):
-                    out.append(insn["addr"])
-                elif asm.startswith("j") and (m := _TARGET.search(asm)):
-                    t = int(m.group(1), 16)
-                    if not block.start <= t < block.end:
+                    out.append(at)
+                elif self.abi.is_jump(asm):
+                    t = self.abi.jump_target(insns, n)
+                    if t is not None and not block.start <= t < block.end:
                         todo.append(t)
         return out
 

@@ -52,6 +52,17 @@ class CallABI:
     # ELFv2 functions have a local entry past the TOC setup, which calls
     # inside the program use (a breakpoint must sit there)
     local_entry: Callable[[int], int] = field(default=lambda other: 0, compare=False, repr=False)
+    # the same from the function's first instructions as gdb disassembles
+    # them, where the symbol's st_other is not at hand (gdb's own symbols)
+    local_entry_asm: Callable[[list[str]], int] = field(default=lambda insns: 0, compare=False,
+                                                         repr=False)
+    # jumps (not calls) as gdb disassembles them: a function's returns
+    # include those of the functions it tail-jumps to
+    jumps: str = r"j\w*\s"
+    # the target of a jump gdb prints no address for (riscv's far
+    # `auipc t1, hi; jr lo(t1)`), from (address, text) instructions
+    computed_jump: Callable[[list[tuple[int, str]], int], int | None] = field(
+        default=lambda insns, i: None, compare=False, repr=False)
     # a section whose function symbols are descriptors holding the code
     # address in their first word (ppc64 ELFv1's .opd)
     descriptors: str | None = None
@@ -59,6 +70,18 @@ class CallABI:
     def is_return(self, asm: str) -> bool:
         """Whether gdb's disassembly text `asm` returns from a function."""
         return any(re.match(p, asm.strip()) for p in self.returns)
+
+    def is_jump(self, asm: str) -> bool:
+        return re.match(self.jumps, asm.strip()) is not None
+
+    def jump_target(self, insns: list[tuple[int, str]], i: int) -> int | None:
+        """Where the jump insns[i] (address, gdb's text) goes, when known:
+        the address gdb prints, or what the arch computes from the
+        instructions before it."""
+        m = _ADDRESS.search(insns[i][1])
+        if m:
+            return int(m.group(1), 16)
+        return self.computed_jump(insns, i)
 
     def arg_expr(self, n: int, ptr_size: int) -> str:
         """A gdb expression for integer argument n (0-based) at entry."""
@@ -130,6 +153,9 @@ class Arch:
         (NLISTS = BITS_PER_LONG - PAGE_SHIFT), if this arch allows it."""
         shift = self.bits - nlists
         return shift if shift in self.page_shifts else None
+
+
+_ADDRESS = re.compile(r"\b0x([0-9a-fA-F]+)\b")
 
 
 def signed(value: int, bits: int) -> int:

@@ -3,6 +3,8 @@ and loaded at 0x80200000."""
 
 from __future__ import annotations
 
+import re
+
 from .base import Arch, Boot, CallABI, SlotRange, signed
 
 __all__ = ["RISCV64"]
@@ -30,12 +32,26 @@ def _direct_calls(code: bytes, at: int):
         i += 4
 
 
+def _far_jump(insns: list[tuple[int, str]], i: int) -> int | None:
+    """`auipc rX, hi` then `jr lo(rX)`: hi << 12 + lo from the auipc."""
+    m = re.match(r"jr\s+(-?\d+)\((\w+)\)", insns[i][1].strip())
+    if not m or i == 0:
+        return None
+    pc, text = insns[i - 1]
+    a = re.match(rf"auipc\s+{m.group(2)},\s*(0x[0-9a-fA-F]+|\d+)", text.strip())
+    if not a:
+        return None
+    return (pc + (signed(int(a.group(1), 0), 20) << 12) + int(m.group(1))) & 0xFFFFFFFFFFFFFFFF
+
+
 RISCV64 = Arch(
     name="riscv64", ptr_size=8, endian="little", u64_align=8, elf_machine="EM_RISCV",
     gdb_arch="riscv:rv64", gdb_names=("riscv:rv64", "riscv"), debuggers=("gdb-multiarch",),
     family="riscv",
     abi=CallABI(args=tuple(f"a{i}" for i in range(8)), ret="a0", sp="sp", return_address="$ra",
-                returns=(r"ret\b",), direct_calls=_direct_calls),
+                returns=(r"ret\b",), direct_calls=_direct_calls,
+                jumps=r"(j|jr|tail|b(eq|ne|lt|ge|ltu|geu|eqz|nez|lez|gez|ltz|gtz|gt|le|gtu|leu))\s",
+                computed_jump=_far_jump),
     boot=Boot(qemu="qemu-system-riscv64", machine="virt", cpu="rv64", relocatable=True,
               load_addresses=(0x80200000,), ram_start=0x80000000, runner_arch="riscv64"),
     slots={"2021": (SlotRange(0, "NORMAL", 0, None),), "2020": (SlotRange(0, "NORMAL", 0, None),)},

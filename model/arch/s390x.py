@@ -25,7 +25,7 @@ S390X = Arch(
     family="s390",
     abi=CallABI(args=("r2", "r3", "r4", "r5", "r6"), ret="r2", sp="r15",
                 return_address="$r14", returns=(r"br\s+%r14\b",),
-                direct_calls=_direct_calls),
+                direct_calls=_direct_calls, jumps=r"(j\w*|brc\w*)\s"),
     boot=Boot(qemu="qemu-system-s390x", machine="s390-ccw-virtio", cpu=None, relocatable=False,
               load_addresses=(), ram_start=0, runner_arch="s390x"),
     # lib/s390x/asm/memory_areas.h
