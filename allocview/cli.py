@@ -202,7 +202,9 @@ def _program(args):
     raise SymbolError("give --elf TEST.elf (or --arch, --areas ADDR and --mask ADDR)")
 
 
-def _open(args, dump=None):
+def _open(args, dump=None, arch: str | None = None):
+    """The source the arguments name; `arch`: the program's, for the gdb
+    that debugs it."""
     from .sources import open_source
     if args.pmemsave and not (args.qmp and not args.memfile and not args.gdb):
         raise AllocviewError("--pmemsave applies to --qmp as the memory source only")
@@ -213,7 +215,8 @@ def _open(args, dump=None):
     return open_source(dump=dump or args.dump, raw_base=args.base if not dump else None,
                        memfile=None if dump else args.memfile, qmp=None if dump else args.qmp,
                        gdb=None if dump else args.gdb, elf=args.elf,
-                       phys_offset=args.phys_offset, machine=args.machine, arch=args.arch,
+                       phys_offset=args.phys_offset, machine=args.machine,
+                       arch=args.arch or arch,
                        host_memory=not (args.pmemsave or args.stub_only),
                        resume=args.resume, timeout=args.timeout)
 
@@ -225,7 +228,7 @@ def snapshot_of(args, dump=None, keep: list | None = None, require: bool = True)
 def inspection_of(args, dump=None, keep: list | None = None, require: bool = True):
     """The allocview.inspect.Inspection of the source the arguments name."""
     program = _program(args)          # a bad ELF fails before any guest is touched
-    with _open(args, dump) as src:
+    with _open(args, dump, program.arch) as src:
         try:
             return inspection_from(args, src, program, keep, require)
         finally:
@@ -544,7 +547,7 @@ def run_drive(args) -> int:
     prog = _program(args)
     fmt = None if args.format == "auto" else args.format
     accepted = _known(args.known)
-    with _open(args) as src:
+    with _open(args, arch=prog.arch) as src:
         assert isinstance(src, GdbMiSource)
         mem = CachedMemory(src, record=True)
         found = inspect(mem, prog, format=fmt, phys_offset=args.phys_offset,

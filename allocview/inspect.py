@@ -97,5 +97,9 @@ def inspect(memory: Memory, program: Program, *, format: str | None = None,
     unchecked = assess(snap) if require else None
     if unchecked is not None:
         found = placement.found if placement is not None else None
+        if load_offset is not None and found is False:
+            unchecked = Unchecked("program-mismatch", f"--load-offset {load_offset:#x} puts "
+                                  f"{program.name}'s code where it is not, and "
+                                  f"{unchecked.reason[0].lower()}{unchecked.reason[1:]}")
         raise NothingToCheck(with_cause(unchecked, found), snap, placement)
     return Inspection(snap, placement, program)

@@ -50,7 +50,7 @@ def _exec_qemu(argv: list[str], settings: Settings | None) -> int:
     kernel = analyse(argv).kernel
     qemu = (settings.qemu if settings else os.environ.get("ALLOCVIEW_QEMU")) or \
         (qemu_for(kernel, elf_for(kernel, settings.elf if settings else None))
-         if kernel and os.path.isfile(kernel) else None) or qemu_for(None, None)
+         if kernel and os.path.isfile(kernel) else None) or qemu_for(None, None, argv=argv)
     try:
         os.execvp(qemu, [qemu] + argv)
     except OSError as e:

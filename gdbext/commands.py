@@ -73,7 +73,7 @@ def current(require: bool = True) -> Snapshot:
 def _advise_relocation(prog, where) -> None:
     """Once per program: where it is loaded, and the command that moves
     gdb's own symbols there."""
-    cmd = target.relocation_command(target.program(), where)
+    cmd = target.relocation_command()
     if cmd and prog.path not in STATE.told:
         STATE.told.add(prog.path)
         gdb.write(f"allocview: {prog.name} is {where.how}; allocview reads it there, but gdb's "
@@ -84,7 +84,7 @@ def symbols_at_guest(what: str):
     """The program, for commands that plant breakpoints or call functions
     by gdb's symbols: those must be where the guest has the program."""
     prog, where = target.placed()
-    cmd = target.relocation_command(target.program(), where)
+    cmd = target.relocation_command()
     if cmd:
         raise gdb.GdbError(f"allocview: {what} needs gdb's symbols where the guest has "
                            f"{prog.name} ({where.how}): `{cmd}` first")

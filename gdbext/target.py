@@ -275,13 +275,26 @@ def placed() -> tuple[Program, "Placement"]:
         raise gdb.GdbError(f"allocview: {prog.name} does not match the guest: {where.how}")
     if prog.relocatable and where.found is None:
         raise gdb.GdbError(f"allocview: {prog.name}: {where.how}")
-    _placed = (key, prog.relocated(where.offset), where)
+    # what reports call the load offset is from the ELF's own addresses: a
+    # relocatable program is linked at 0, so gdb's code base is what the
+    # user already moved its symbols by (symbol-file -o)
+    told = Placement(where.offset + (prog.link_base if prog.relocatable else 0), where.found,
+                     where.how)
+    _placed = (key, prog.relocated(where.offset), told, where.offset)
     return _placed[1], _placed[2]
 
 
-def relocation_command(prog: Program, where) -> str | None:
+def unmoved_symbols() -> int:
+    """How far gdb's symbols are from where the guest has the program
+    (0: gdb's symbols are right)."""
+    placed()
+    return _placed[3]
+
+
+def relocation_command() -> str | None:
     """The command that moves gdb's symbols where the guest has the
     program, or None when they are there already."""
-    if not where.offset:
+    prog, where = placed()
+    if not unmoved_symbols():
         return None
     return f"symbol-file -o {where.offset:#x} {prog.path}"

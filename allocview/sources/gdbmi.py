@@ -40,6 +40,19 @@ def _target(address: str) -> str:
     return f"localhost:{address}" if address.isdigit() else address
 
 
+def debugger_for(arch: str | None, wanted: str | None = None) -> str:
+    """The gdb to run: `wanted` (the user's), else the first of the arch's
+    debuggers on PATH (model.arch: gdb for x86, gdb-multiarch for the
+    others, whose registers the host's plain gdb cannot read)."""
+    import shutil
+
+    from model.arch import ARCHES
+    if wanted:
+        return wanted
+    names = ARCHES[arch].debuggers if arch in ARCHES else ("gdb", "gdb-multiarch")
+    return next((n for n in names if shutil.which(n)), names[0])
+
+
 class GdbMiSource(Source):
     """Guest memory read by a gdb attached to a remote stub.
 
@@ -50,7 +63,7 @@ class GdbMiSource(Source):
     """
 
     def __init__(self, target: str, *, elf: str | None = None, arch: str | None = None,
-                 resume: bool = False, gdb: str = "gdb", timeout: float = CONNECT_TIMEOUT,
+                 resume: bool = False, gdb: str | None = None, timeout: float = CONNECT_TIMEOUT,
                  host_memory: bool = True):
         """host_memory: read guest RAM from the QEMU process behind the stub
         when it is local (hostmem.HostFirst, the stub checking the first
@@ -69,7 +82,8 @@ class GdbMiSource(Source):
 
         try:
             # a tiny quiet period: results are awaited by token, not by silence
-            self._mi = GdbController(command=[gdb, "--interpreter=mi3", "-nx", "-q"],
+            self._mi = GdbController(command=[debugger_for(arch, gdb), "--interpreter=mi3", "-nx",
+                                              "-q"],
                                      time_to_check_for_additional_output_sec=0.001)
         except (ValueError, OSError) as e:
             raise SourceError(f"{self.label}: cannot start gdb ({e})") from None

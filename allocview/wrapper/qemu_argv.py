@@ -115,18 +115,20 @@ def elf_for(kernel: str, override: str | None = None) -> str | None:
     return kernel if _elf_header(kernel) else None
 
 
-def qemu_for(kernel: str | None, elf: str | None, cwd: str = ".") -> str | None:
+def qemu_for(kernel: str | None, elf: str | None, cwd: str = ".",
+             argv: list[str] | None = None) -> str | None:
     """qemu-system-<arch> for the kernel (model.arch's QEMU of the ELF's
     arch). An x86 `.flat` is an ELF32 i386 image whatever the code inside,
     and qemu-system-x86_64 runs 32-bit code too: so x86_64, unless the
     program's own ELF is 32-bit i386, which needs qemu-system-i386 (gdb's
     i386 registers match only its stub). A kernel that is no ELF (arm's raw
-    .flat) goes by its ELF. No kernel (a probe): the arch of the
-    kvm-unit-tests tree the runner runs in (its config.mak), else the
-    host's."""
+    .flat) goes by its ELF. No kernel (a probe, or the runner's
+    _NO_FILE_4Uhere_ run): the arch of the kvm-unit-tests tree the runner
+    runs in (its config.mak), else the one the command line's -machine and
+    -cpu name, else the host's."""
     from model.arch import ARCHES, by_elf
     if kernel is None:
-        arch = _tree_arch(cwd)
+        arch = _tree_arch(cwd) or _argv_arch(argv or [])
         if arch is not None:
             return arch.boot.qemu
         host = platform.machine().lower()
@@ -141,6 +143,19 @@ def qemu_for(kernel: str | None, elf: str | None, cwd: str = ".") -> str | None:
         return ARCHES["i386" if other == (32, "EM_386") else "x86_64"].boot.qemu
     found = by_elf(head[1], head[0] // 8)
     return found.boot.qemu if found else None
+
+
+def _argv_arch(argv: list[str]):
+    """The one arch whose machine (and cpu, where several share it: virt)
+    the command line asks for, else None."""
+    from model.arch import ARCHES
+    opts = dict(_options(argv))
+    machine = (opts.get("machine") or opts.get("M") or "").split(",")[0]
+    cpu = (opts.get("cpu") or "").split(",")[0]
+    found = [a for a in ARCHES.values() if a.boot.machine == machine]
+    if len(found) > 1:
+        found = [a for a in found if a.boot.cpu == cpu]
+    return found[0] if len(found) == 1 else None
 
 
 def _tree_arch(cwd: str):

@@ -146,19 +146,14 @@ class Supervisor:
     def _debugger(self, elf: str) -> str | None:
         """ALLOCVIEW_GDB, else the first debugger of the program's arch on
         PATH (x86: gdb; the others: gdb-multiarch)."""
-        if self.gdb:
-            return shutil.which(self.gdb)
-        from model.arch import ARCHES, by_elf
+        from model.arch import by_elf
 
+        from ..sources.gdbmi import debugger_for
         from .qemu_argv import _elf_header
         head = _elf_header(elf)
         found = by_elf(head[1], head[0] // 8) if head else None
-        if found is None and head and head[1] == "EM_386":      # an x86_64 .flat's ELF32
-            found = ARCHES["x86_64"]
-        for name in (found.debuggers if found else ("gdb", "gdb-multiarch")):
-            if path := shutil.which(name):
-                return path
-        return None
+        # an x86_64 .flat's ELF is ELF32 EM_386 too: gdb debugs both
+        return shutil.which(debugger_for(found.name if found else None, self.gdb))
 
     def _placed(self, prog):
         """A relocatable program where QEMU loaded it (found by its code in

@@ -4,7 +4,7 @@ invariant, and runs on when nothing does."""
 import re
 from pathlib import Path
 
-from harness.replay import replay
+from harness.replay import first_merging_call, merging_calls, replay  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,31 +24,6 @@ def test_healthy_workload_runs_through(make_guest):
     assert calls > 800 and "no new error findings" in status and "when armed" not in status
     gdb.cli("alloc check-each off")
     assert "off" in gdb.cli("alloc check-each status")
-
-
-def merging_calls(g, upto: int = 2) -> list[int]:
-    """Indexes, counted from checkpoint 1, of the calls after which the
-    design has merged something: where a no-merge guest breaks anew."""
-    w1 = replay(g, 1)
-    al = w1.allocator
-    ops = replay(g, upto).ops[len(w1.ops):]
-    out = []
-    for i, op in enumerate(ops):
-        if op.func in ("free_pages", "unreserve_pages"):
-            pfn = al.pfn(op.args[0])
-            a = next(x for x in al.areas if x and x.base <= pfn < x.top)
-            before = a.meta[pfn - a.base] & 0x3F
-            getattr(al, op.func)(*op.args)
-            if a.meta[pfn - a.base] & 0x3F > before:
-                out.append(i)
-        else:
-            getattr(al, op.func)(*op.args)
-    assert out, "no merge in the workload"
-    return out
-
-
-def first_merging_call(g, upto: int = 2) -> int:
-    return merging_calls(g, upto)[0]
 
 
 def test_defect_build_stops_at_the_first_free_that_does_not_merge(make_guest):

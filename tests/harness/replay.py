@@ -14,7 +14,7 @@ from elftools.elf.elffile import ELFFile
 
 from .build import Variant
 
-__all__ = ["elf_objects", "model_for", "replay"]
+__all__ = ["elf_objects", "model_for", "replay", "merging_calls", "first_merging_call"]
 
 
 def elf_objects(elf: "str | Path", names=("areas", "areas_mask")) -> dict[str, int]:
@@ -58,3 +58,28 @@ def replay(guest, checkpoint: int):
                  nops=guest.ops if guest.ops is not None else DEFAULT_OPS,
                  arch=guest.variant.arch)
     return w.run_to(checkpoint)
+
+
+def merging_calls(g, upto: int = 2) -> list[int]:
+    """Indexes, counted from checkpoint 1, of the calls after which the
+    design has merged something: where a no-merge guest breaks anew."""
+    w1 = replay(g, 1)
+    al = w1.allocator
+    ops = replay(g, upto).ops[len(w1.ops):]
+    out = []
+    for i, op in enumerate(ops):
+        if op.func in ("free_pages", "unreserve_pages"):
+            pfn = al.pfn(op.args[0])
+            a = next(x for x in al.areas if x and x.base <= pfn < x.top)
+            before = a.meta[pfn - a.base] & 0x3F
+            getattr(al, op.func)(*op.args)
+            if a.meta[pfn - a.base] & 0x3F > before:
+                out.append(i)
+        else:
+            getattr(al, op.func)(*op.args)
+    assert out, "no merge in the workload"
+    return out
+
+
+def first_merging_call(g, upto: int = 2) -> int:
+    return merging_calls(g, upto)[0]

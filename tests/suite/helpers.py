@@ -43,9 +43,14 @@ def guest_args(variant: str | Variant, append: str, marker: str, memory: str = "
     the binary): console on stdout, isa-debug-exit, `-name marker` so its
     processes can be found."""
     v = Variant.parse(variant)
+    if v.arch in ("x86_64", "i386"):
+        return ["-accel", "tcg", "-nodefaults", "-display", "none", "-no-reboot", "-name", marker,
+                "-m", memory, "-kernel", str(v.flat), "-append", append, "-serial", "stdio",
+                "-device", DEBUG_EXIT]
+    from harness import fixture_args
     return ["-accel", "tcg", "-nodefaults", "-display", "none", "-no-reboot", "-name", marker,
-            "-m", memory, "-kernel", str(v.flat), "-append", append, "-serial", "stdio",
-            "-device", DEBUG_EXIT]
+            "-m", memory, "-kernel", str(v.kernel), "-append", append] + \
+        fixture_args(v, "/dev/stdout")
 
 
 def _executable(path: Path, text: str) -> Path:
@@ -72,11 +77,11 @@ class Workdir:
         self.reports = path / "reports"
         self._runs = 0
 
-    def gdb_shim(self, name: str, extra: str = "") -> Path:
+    def gdb_shim(self, name: str, extra: str = "", binary: str = "gdb") -> Path:
         """A gdb that shows the marker in its command line (argv[0])."""
         return _executable(self.path / "bin" / name, (
             "#!/bin/bash\n"
-            f"exec -a {self.marker}-gdb gdb {extra} \"$@\"\n"))
+            f"exec -a {self.marker}-gdb {binary} {extra} \"$@\"\n"))
 
     def env(self, **kw) -> dict:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ALLOCVIEW_")}

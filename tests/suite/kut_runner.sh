@@ -17,11 +17,19 @@
 #   verdict    0 PASS, 77 SKIP, 124 FAIL (timeout), > 127 FAIL (signal),
 #              anything else FAIL
 #
+#   tree       with KUT_ARCH, it runs in a directory whose config.mak says
+#              ARCH=$KUT_ARCH, as the runner runs in a build tree
+#
 #   kut_runner.sh QEMU TIMEOUT OUTDIR QEMU-ARGS...
 # writes OUTDIR/{version,stdout,stderr,status,ret,verdict,time}; status is
 # QEMU's own (the command's), ret the runner's; exits 2 when a probe fails.
 QEMU=$1 TIMEOUT=$2 OUT=$3
 shift 3
+# the runner runs in a build directory whose config.mak names the arch
+if [ -n "${KUT_ARCH:-}" ]; then
+	mkdir -p "$OUT/tree" && printf 'ARCH=%s\n' "$KUT_ARCH" >"$OUT/tree/config.mak"
+	cd "$OUT/tree" || exit 2
+fi
 if ! "$QEMU" --help 2>/dev/null | grep -q QEMU; then
 	echo "A QEMU binary was not found." >&2
 	exit 2
