@@ -83,7 +83,8 @@ def test_trace_of_the_workload_replays_without_divergence(make_guest, variant, t
     assert div["call"] is None and {d["kind"] for d in div["differences"]} & {"metadata", "list-set"}
 
 
-@pytest.mark.parametrize("variant", ["x86_64-2021", "x86_64-2020", "i386-2021", "i386-2020"])
+# both pointer sizes and formats; tests/arches drives every other arch
+@pytest.mark.parametrize("variant", ["x86_64-2021", "i386-2020"])
 def test_drive_2000_operations_on_a_healthy_guest(make_guest, variant, tmp_path):
     g = make_guest(variant)
     gdb = sourced(g.stop_at_checkpoint(2))
