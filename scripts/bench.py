@@ -587,7 +587,63 @@ def _full_pass(mem, lay, areas, mask) -> None:
     report(snap, found)
 
 
+def bench_arches() -> dict:
+    """Per fixture arch, a 1 GiB guest at checkpoint 2: `allocview --dump
+    ... check` (the whole command) against dd of the metadata out of the
+    dump; gdb `alloc check` (QEMU's memory, and the stub alone) against
+    gdb's `dump binary memory` of the metadata; allocview-qemu's overhead
+    per test."""
+    import subprocess
+    import tempfile
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from harness import ARCHES, Guest
+    from suite.helpers import measure_overhead
+
+    from allocview.symbols import load_program
+
+    out: dict = {"name": "per arch: 1 GiB fixture guest at checkpoint 2"}
+    tmp = tempfile.mkdtemp(prefix="allocview-bench-")
+    for arch in ARCHES:
+        variant = f"{arch}-2021"
+        memory = "1G" if arch != "i386" else "1G"
+        with Guest(variant, seed=1, memory=memory) as g:
+            gdb = g.stop_at_checkpoint(2)
+            dump = g.dump_guest_memory(f"{tmp}/{arch}.elf")
+            gdb.cli(f"source {ROOT}/gdbext/alloc.py")
+            probe = json.loads(gdb.python(GDB_PROBE.split("SAMPLE = 2000")[0] +
+                                          "print(json.dumps({'check_s': best['auto'], "
+                                          "'stub_s': best['stub'], 'floor_s': best['floor'], "
+                                          "'via': via}))", timeout=600).strip().splitlines()[-1])
+            elf = g.elf
+        cmd = [sys.executable, "-m", "allocview.cli", "--dump", dump, "--elf", str(elf), "check"]
+        wall = best_of(3, lambda: subprocess.run(cmd, capture_output=True, cwd=ROOT))
+        prog = load_program(str(elf))
+        from allocview.inspect import inspect
+        from allocview.sources.dump import DumpSource
+        with DumpSource(dump) as src:
+            snap = inspect(src, prog).snapshot
+            a = next(x for x in snap.areas if x.decoded)
+            ext = next(e for e in src.segments if e.phys <= a.page_states < e.end)
+            off, n = ext.offset + a.page_states - ext.phys, len(a.metadata)
+        dd = ["dd", f"if={dump}", "of=/dev/null", "bs=4096", f"skip={off // 4096}",
+              f"count={(n + 4095) // 4096}", "status=none"]
+        tdd = best_of(3, lambda: subprocess.run(dd, check=True))
+        over = measure_overhead(variant, runs=3)
+        out[arch] = {"dump_check_wall_s": round(wall, 3), "dd_metadata_s": round(tdd, 4),
+                     "gdb_check_s": round(probe["check_s"], 4),
+                     "gdb_dump_binary_floor_s": round(probe["floor_s"], 4),
+                     "gdb_ratio_to_floor": round(probe["check_s"] / probe["floor_s"], 2),
+                     "gdb_stub_only_s": round(probe["stub_s"], 4),
+                     "gdb_stub_ratio_to_floor": round(probe["stub_s"] / probe["floor_s"], 2),
+                     "wrapper_plain_s": over["plain_s"], "wrapper_overhead_s": over["overhead_s"],
+                     "wrapper_check_s": over["check_s"], "metadata_bytes": n}
+    subprocess.run(["rm", "-rf", tmp])
+    return out
+
+
 BENCHES = {
+    "arches": bench_arches,
     "fragmentation": bench_fragmentation,
     "fragmentation-4g": lambda: bench_fragmentation(4),
     "fuzz": bench_fuzz,

@@ -191,12 +191,15 @@ def measure_overhead(variant: str = "x86_64-2021", runs: int = 5,
         w = Workdir(path)
         v = Variant.parse(variant)
         plain, wrapped, checks = [], [], []
+        gdb = w.gdb_shim(f"gdb-{v.arch}", binary=v.gdb)
         for i in range(runs):
             args = guest_args(v, append, w.marker)
             plain.append(w.run(v.qemu, args).seconds)
-            env = w.env(ALLOCVIEW_TEST_NAME=f"bench{i}")
+            env = w.env(ALLOCVIEW_TEST_NAME=f"bench{i}", ALLOCVIEW_GDB=gdb)
             wrapped.append(w.run(w.wrapper, args, env=env).seconds)
-            checks.append(w.report(f"bench{i}")["test"]["check_time"] or 0.0)
+            t = w.report(f"bench{i}")["test"]
+            assert t["checked"], t["ended"]
+            checks.append(t["check_time"])
         p, q = statistics.median(plain), statistics.median(wrapped)
         return {"variant": v.name, "runs": runs, "plain_s": round(p, 3),
                 "wrapped_s": round(q, 3), "overhead_s": round(q - p, 3),
