@@ -15,6 +15,7 @@ import gdb  # type: ignore[import-not-found]
 
 from allocview import render
 from model.assess import assess, with_cause
+from model.placement import verify
 from model.check import check
 from model.constants import FLAG_FRESH
 from model.diff import diff
@@ -104,6 +105,8 @@ def save_state(path: str) -> tuple[Snapshot, int]:
     prog, _where = target.placed()
     mem = CachedMemory(target.memory(), record=True)
     snap = decode(mem, prog.layout, prog.areas_addr, prog.mask_addr, format=STATE.format)
+    # the program's code samples too: what locates the program in the saved file
+    verify(mem, list(prog.samples), target.unmoved_symbols())
     segments = mem.ranges()
     write_elf_dump(path, segments, arch=prog.arch, partial=True)
     return snap, len(segments)

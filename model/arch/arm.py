@@ -1,5 +1,6 @@
-"""aarch64 and arm: the virt machine; tests are relocatable and loaded
-0x80000 into RAM (the Linux image convention QEMU follows)."""
+"""aarch64 and arm: the virt machine. aarch64 tests are relocatable and
+loaded 0x80000 into RAM (the Linux image convention QEMU follows); 32-bit
+arm tests are linked where QEMU loads them."""
 
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ ARM = Arch(
     abi=CallABI(args=("r0", "r1", "r2", "r3"), ret="r0", sp="sp", return_address="$lr",
                 returns=(r"bx\s+lr\b", r"pop\s+\{.*\bpc\}", r"ldm\S*\s+sp!?,\s*\{.*\bpc\}"),
                 jumps=r"b(eq|ne|cs|cc|hs|lo|mi|pl|vs|vc|hi|ls|ge|lt|gt|le|al)?(\.w)?\s", direct_calls=_a32_calls),
-    boot=Boot(qemu="qemu-system-arm", machine="virt", cpu="cortex-a15", relocatable=True,
-              load_addresses=(_VIRT_RAM + 0x10000, _VIRT_RAM + 0x80000), ram_start=_VIRT_RAM,
-              runner_arch="arm"),
+    # 32-bit arm tests are linked where QEMU loads them (ET_EXEC, 0x40010000)
+    boot=Boot(qemu="qemu-system-arm", machine="virt", cpu="cortex-a15", relocatable=False,
+              load_addresses=(), ram_start=_VIRT_RAM, runner_arch="arm"),
     slots=_ONE_AREA, max_areas=_MAX_AREAS)
