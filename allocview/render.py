@@ -16,6 +16,8 @@ from model.layout import Status
 from model.snapshot import AreaSnapshot, Snapshot
 from model.stats import AreaStats, Why
 
+from .picture import human_size
+
 __all__ = ["Doc", "Table", "emit", "to_text", "areas_view", "lists_view", "findings_view",
            "stats_view", "why_view", "map_view", "page_view", "diff_view", "human_size"]
 
@@ -53,14 +55,6 @@ class Doc:
 STATUS_STYLE = {Status.FRESH: "green", Status.FREE: "bright_green", Status.ALLOCATED: "red",
                 Status.SPECIAL: "yellow", Status.INVALID: "bold magenta"}
 SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
-
-
-def human_size(nbytes: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if nbytes < 1024 or unit == "TiB":
-            return f"{nbytes:g} {unit}" if unit == "B" else f"{nbytes:.4g} {unit}"
-        nbytes /= 1024
-    return str(nbytes)
 
 
 # ------------------------------------------------------------------ output
@@ -231,14 +225,16 @@ def why_view(w: Why, request: str) -> Doc:
     return doc
 
 
-_MAP_CHARS = {Status.FRESH: ",", Status.FREE: ".", Status.ALLOCATED: "#",
-              Status.SPECIAL: "S", Status.INVALID: "!"}
+# --------------------------------------------------------------------- maps
+# The pictures are allocview.picture's, drawn by allocview.mapdraw; these
+# keep the calls gdb and the CLI make.
 
-
-def map_cells(area: AreaSnapshot, enc, ncells: int) -> list[Status]:
-    """The dominant status of each of ncells equal slices of the area."""
+def map_cells(area: AreaSnapshot, enc, ncells: int, lo: int = 0,
+              hi: int | None = None) -> list[Status]:
+    """The dominant status of each of ncells equal slices of the area's
+    pages [lo, hi) (default: all of them): the JSON form of `map`."""
     classes = bytes(int(enc.table[b][0]) for b in range(256))
-    t = area.metadata.translate(classes)
+    t = (area.metadata or b"")[lo:hi].translate(classes)
     n = len(t)
     cells = []
     for c in range(ncells):
@@ -253,24 +249,32 @@ def map_cells(area: AreaSnapshot, enc, ncells: int) -> list[Status]:
     return cells
 
 
-def map_view(snap: Snapshot, slot: int | None = None, width: int = 80, rows: int = 8) -> Doc:
-    doc = Doc()
+def _findings_for(snap: Snapshot, findings: list[Finding] | None) -> list[Finding]:
+    """The findings a map marks: the caller's, or the checker's when None."""
+    if findings is not None:
+        return findings
+    from model.check import check
+    return check(snap)
+
+
+def map_view(snap: Snapshot, slot: int | None = None, width: int = 80, rows: int = 8,
+             from_addr: int | None = None, to_addr: int | None = None, *,
+             findings: list[Finding] | None = None) -> Doc:
+    """Each decoded area (or `slot`'s) in [from_addr, to_addr) as rows of
+    cells at most `width` characters wide, at most `rows` rows an area:
+    address labels, a ruler, cells of a power-of-two number of pages,
+    findings marked (None: the checker's), a legend."""
+    from . import mapdraw
+    tops = [snap.virt(a.decoded_top) for a in snap.areas if a.decoded]
+    label_w = len(f"{max(tops, default=0):#x}") + 1
+    room = max(16, width - label_w - 5)                # 5: the findings gutter
+    cols = 1 << (room.bit_length() - 1)
+    pics = mapdraw.pictures(snap, _findings_for(snap, findings), slot, from_addr, to_addr,
+                            cols, cols * max(1, rows))
+    if not pics:
+        return Doc().line(("no decoded page in that area or range", "yellow"))
     ps = snap.layout.page_size
-    cols = max(16, width - 2)
-    for a in snap.areas:
-        if not a.decoded or (slot is not None and a.slot != slot) or not a.pages:
-            continue
-        ncells = min(cols * rows, a.pages)
-        cells = map_cells(a, snap.layout.encoding, ncells)
-        per = a.pages / ncells
-        doc.line((f"area {a.slot} {a.name}", "bold"),
-                 f"  [{snap.virt(a.base):#x}, {snap.virt(a.top):#x})  {human_size(a.pages * ps)}, "
-                 f"one cell = {human_size(int(per * ps))}")
-        for r in range(0, ncells, cols):
-            doc.line(*[(_MAP_CHARS[s], STATUS_STYLE[s]) for s in cells[r:r + cols]])
-    doc.line("legend: ", *[(f"{ch} {st.name.lower()}  ", STATUS_STYLE[st])
-                           for st, ch in _MAP_CHARS.items()])
-    return doc
+    return mapdraw.terminal_map(pics, ps).extend(mapdraw.legend(ps))
 
 
 def page_view(info: dict) -> Doc:
@@ -306,38 +310,20 @@ def diff_view(events: list, name_a: str, name_b: str) -> Doc:
     return doc.table(t)
 
 
-_SVG_FILL = {Status.FRESH: "#9be39b", Status.FREE: "#2eaa4a", Status.ALLOCATED: "#d9534f",
-             Status.SPECIAL: "#f0ad4e", Status.INVALID: "#8e44ad"}
-
-
-def map_svg(snap: Snapshot, slot: int | None = None, cols: int = 128, cell: int = 6) -> str:
-    """The map as an SVG picture: one square per slice of each area."""
-    ps = snap.layout.page_size
-    parts, y = [], 20
-    for a in snap.areas:
-        if not a.decoded or (slot is not None and a.slot != slot) or not a.pages:
-            continue
-        ncells = min(cols * 32, a.pages)
-        cells = map_cells(a, snap.layout.encoding, ncells)
-        parts.append(f'<text x="0" y="{y}" font-family="monospace" font-size="12">area {a.slot} '
-                     f'{a.name}: [{snap.virt(a.base):#x}, {snap.virt(a.top):#x}) '
-                     f'{human_size(a.pages * ps)}</text>')
-        y += 6
-        for i, st in enumerate(cells):
-            parts.append(f'<rect x="{(i % cols) * cell}" y="{y + (i // cols) * cell}" '
-                         f'width="{cell}" height="{cell}" fill="{_SVG_FILL[st]}"/>')
-        y += ((ncells + cols - 1) // cols) * cell + 24
-    x = 0
-    for st, fill in _SVG_FILL.items():
-        parts.append(f'<rect x="{x}" y="{y - 10}" width="10" height="10" fill="{fill}"/>'
-                     f'<text x="{x + 14}" y="{y}" font-family="monospace" font-size="12">'
-                     f'{st.name.lower()}</text>')
-        x += 110
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{cols * cell}" height="{y + 10}">'
-            + "".join(parts) + "</svg>\n")
+def map_svg(snap: Snapshot, slot: int | None = None, cols: int = 128, cell: int = 6,
+            from_addr: int | None = None, to_addr: int | None = None, *,
+            findings: list[Finding] | None = None, rows: int = 32) -> str:
+    """The map as an SVG picture: per area, at most `rows` rows of `cols`
+    cells of `cell` pixels, row labels and a ruler, hover text per cell,
+    findings marked (None: the checker's), a legend."""
+    from . import mapdraw
+    pics = mapdraw.pictures(snap, _findings_for(snap, findings), slot, from_addr, to_addr,
+                            cols, cols * max(1, rows))
+    return mapdraw.svg_map(pics, snap.layout.page_size, cell)
 
 
 def map_html(snap: Snapshot, svg: str) -> str:
-    return ("<!doctype html><meta charset=utf-8><title>allocview map</title>"
-            f"<h1>allocview: {snap.layout.arch.name}, format {snap.layout.format}</h1>\n"
-            + svg)
+    """map_svg's picture in a page of its own."""
+    from . import mapdraw
+    return mapdraw.html_page(f"allocview map: {snap.layout.arch.name}, format "
+                             f"{snap.layout.format}", svg)
