@@ -267,7 +267,7 @@ def map_view(snap: Snapshot, slot: int | None = None, width: int = 80, rows: int
     from . import mapdraw
     tops = [snap.virt(a.decoded_top) for a in snap.areas if a.decoded]
     label_w = len(f"{max(tops, default=0):#x}") + 1
-    room = max(16, width - label_w - 5)                # 5: the findings gutter
+    room = max(16, width - label_w - 4)                # 4: the findings gutter, " E12"
     cols = 1 << (room.bit_length() - 1)
     pics = mapdraw.pictures(snap, _findings_for(snap, findings), slot, from_addr, to_addr,
                             cols, cols * max(1, rows))
