@@ -22,7 +22,7 @@ from . import render
 from .schema import report_problem
 from .wrapper.results import report_facts
 
-__all__ = ["add_arguments", "run", "main", "load_reports", "suite_rows", "junit_xml"]
+__all__ = ["add_arguments", "run", "main", "load_reports", "suite_rows", "junit_xml", "suite_html"]
 
 EXIT_OK, EXIT_FINDINGS, EXIT_CANNOT = 0, 1, 2
 
@@ -121,10 +121,14 @@ def _finding_text(f: dict) -> str:
 
 
 def junit_xml(docs: list[dict]) -> bytes:
-    """JUnit XML: one testsuite "allocview", one testcase per test; error
-    findings are <failure>s, a test without a check is <skipped>; the
-    "test" object goes in <properties>, the summary and every finding in
-    <system-out>."""
+    """JUnit XML: one testsuite "allocview", one testcase per test. A test
+    with error findings has one <failure>: the summary of its findings in
+    the message, each error finding once in its text; a test without a
+    check is <skipped>. The "test" object goes in <properties>; <system-out>
+    holds the test's summary line and the findings that are not errors,
+    so no finding is written twice. Any text is made valid XML 1.0
+    (_xml_safe): tests/suite/test_suite_html.py parses hostile content
+    back with junitparser."""
     from .wrapper.results import summary_line
 
     rows = suite_rows(docs)
@@ -144,23 +148,42 @@ def junit_xml(docs: list[dict]) -> bytes:
         for k in ("ended", "status", "qemu_status", "kernel", "elf", "qemu", "check_time"):
             if t.get(k) is not None:
                 ET.SubElement(props, "property", name=k, value=str(t[k]))
-        findings = doc.get("findings") or []
+        findings = [f for f in doc.get("findings") or [] if isinstance(f, dict)]
         errors = [f for f in findings if f.get("severity") == "error"]
+        others = [f for f in findings if f.get("severity") != "error"]
         if errors:
-            counts: dict[str, int] = {}
-            for f in errors:
-                counts[f.get("code", "?")] = counts.get(f.get("code", "?"), 0) + 1
-            codes = ", ".join(f"{c} {n}" for c, n in sorted(counts.items()))
-            fail = ET.SubElement(case, "failure", type=errors[0].get("code", "error"),
+            codes = ", ".join(f"{c} {n}" for c, n in sorted(_by_code(errors).items()))
+            fail = ET.SubElement(case, "failure", type=str(errors[0].get("code", "error")),
                                  message=f"{len(errors)} error findings: {codes}")
-            fail.text = "\n".join(_finding_text(f) for f in errors[:200])
+            fail.text = _finding_lines(errors, JUNIT_FINDINGS)
         elif not r["checked"]:
             ET.SubElement(case, "skipped", message=str(r["ended"]))
         out = ET.SubElement(case, "system-out")
-        out.text = "\n".join([summary_line(doc)] + [_finding_text(f) for f in findings[:1000]])
+        out.text = "\n".join([summary_line(doc)] + ([_finding_lines(others, JUNIT_FINDINGS)]
+                                                     if others else []))
     _xml_safe(root)
     ET.indent(root)
     return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+
+
+# Findings written per test and kind (errors, others): a guest can have
+# tens of thousands; the test's JSON report has them all.
+JUNIT_FINDINGS = 1000
+
+
+def _by_code(findings: list[dict]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for f in findings:
+        code = str(f.get("code", "?"))
+        out[code] = out.get(code, 0) + 1
+    return out
+
+
+def _finding_lines(findings: list[dict], limit: int) -> str:
+    lines = [_finding_text(f) for f in findings[:limit]]
+    if len(findings) > limit:
+        lines.append(f"... {len(findings) - limit} more in the test's JSON report")
+    return "\n".join(lines)
 
 
 # Characters XML 1.0 does not allow, whatever the escaping: a test's
@@ -178,6 +201,70 @@ def _xml_safe(root: ET.Element) -> None:
             el.text = clean(el.text)
         for k, v in el.attrib.items():
             el.attrib[k] = clean(v)
+
+
+# ------------------------------------------------------------ the suite page
+def suite_html(docs: list[dict], report_dir: str) -> str:
+    """The suite's page: one self-contained HTML table, one row per test
+    (verdict, how it ended, findings by code, free pages, largest block),
+    the test's name linked to <test>.html when that report exists in
+    report_dir beside <test>.json. Links are relative: write the page into
+    report_dir (`allocview suite DIR --html DIR/index.html`)."""
+    from html import escape
+    from urllib.parse import quote
+
+    rows = suite_rows(docs)
+    s = totals(rows)
+    body = []
+    for r in rows:
+        name = str(r["test"])
+        page = f"{name}.html"
+        linked = os.path.isfile(os.path.join(report_dir, page)) and os.sep not in name
+        cell = f"<a href=\"{escape(quote(page))}\">{escape(name)}</a>" if linked else escape(name)
+        verdict, cls = _verdict(r)
+        codes = "".join(f"<li><span class=\"{'error' if r['errors'] else 'warning'}\">"
+                        f"{escape(str(c))}</span> {n}" for c, n in sorted(r["serious"].items()))
+        findings = f"<ul>{codes}</ul>" if codes else ("none" if r["checked"] else "-")
+        largest = "-" if r["largest_order"] is None else \
+            f"order {r['largest_order']} ({render.human_size(r['largest_bytes'])})"
+        free = "-" if r["free_pages"] is None else str(r["free_pages"])
+        body.append(f"<tr class={cls}><td class=name>{cell}<td><span class=\"v {cls}\">"
+                    f"{verdict}</span><td>{escape(str(r['status']))}<td>{escape(str(r['ended']))}"
+                    f"<td>{findings}<td class=n>{free}<td>{largest}")
+    summary = (f"{s['tests']} tests: {s['checked']} checked, {s['with_errors']} with errors, "
+               f"{s['not_checked']} not checked")
+    return ("<!doctype html>\n<html lang=en><head><meta charset=utf-8>"
+            "<meta name=viewport content=\"width=device-width, initial-scale=1\">"
+            f"<title>allocview suite: {escape(summary)}</title><style>{_SUITE_CSS}</style>"
+            f"</head><body><h1>allocview suite</h1><p>{escape(summary)}</p>"
+            "<div class=scroll><table><thead><tr><th>test<th>verdict<th>status<th>ended"
+            "<th>findings<th>free pages<th>largest block</thead><tbody>"
+            + "".join(body) + "</tbody></table></div></body></html>\n")
+
+
+def _verdict(r: dict) -> tuple[str, str]:
+    """(what the row says, its class): errors, warnings, clean, not checked."""
+    if not r["checked"]:
+        return "not checked", "unchecked"
+    if r["errors"]:
+        return f"{r['errors']} error{'s' if r['errors'] != 1 else ''}", "error"
+    if r["warnings"]:
+        return f"{r['warnings']} warning{'s' if r['warnings'] != 1 else ''}", "warning"
+    return "clean", "clean"
+
+
+_SUITE_CSS = (
+    ":root{color-scheme:light dark;--fg:#1b1f24;--bg:#fff;--line:#d6dbe0;--muted:#5b6673;"
+    "--error:#c62828;--warning:#a35c00;--clean:#2e7d32;--link:#0b62c4}"
+    "@media (prefers-color-scheme:dark){:root{--fg:#e4e9ee;--bg:#0f1318;--line:#2f363e;"
+    "--muted:#9aa6b2;--error:#ff7b72;--warning:#e3b341;--clean:#56d364;--link:#6cb0ff}}"
+    "body{margin:0 clamp(.6rem,3vw,2rem);background:var(--bg);color:var(--fg);"
+    "font:15px/1.45 system-ui,sans-serif}a{color:var(--link)}.scroll{overflow-x:auto}"
+    "table{border-collapse:collapse;font-size:.9rem}th,td{text-align:left;vertical-align:top;"
+    "padding:.25rem .6rem;border-bottom:1px solid var(--line)}td.n{text-align:right;"
+    "font-variant-numeric:tabular-nums}ul{margin:0;padding-left:1rem}.v{font-weight:600}"
+    ".error .v,span.error{color:var(--error)}.warning .v,span.warning{color:var(--warning)}"
+    ".clean .v{color:var(--clean)}.unchecked .v{color:var(--muted)}")
 
 
 # ---------------------------------------------------------------- command
