@@ -7,7 +7,8 @@ How a cell looks, everywhere:
   pages, cool for large blocks (terminal: `:` `;` `=` `-` `~` `.`);
 - allocated, special and invalid cells their class colour (`#`, `S`, `!`);
 - a minority always shows: a stripe at the bottom of an SVG cell, a
-  lower-case glyph on a terminal (`x` some allocated, `s` some special);
+  lower-case glyph on a terminal (`x` some allocated, `s` some special;
+  `%` allocated with a quarter or more free, in the free pages' tone);
 - findings: a dot in the SVG cell (black error, white warning, grey info),
   reverse video and a per-row count in the terminal gutter.
 """
@@ -69,6 +70,9 @@ def glyph(cell: Cell) -> tuple[str, str]:
         return TONE_GLYPHS[cell.tone], TONE_STYLES[cell.tone]
     if main == ALLOCATED and minor == SPECIAL:
         return MINORITY_GLYPH[SPECIAL], CLASS_STYLE[SPECIAL]
+    if main == ALLOCATED and minor == FREE and cell.minority_pages * 4 >= cell.pages:
+        # a quarter or more free: its tone says how broken up that memory is
+        return "%", TONE_STYLES[tone(cell.free_order)]
     return CLASS_GLYPH[main], CLASS_STYLE[main]
 
 
@@ -88,7 +92,8 @@ def terminal_map(pics: list[Picture], page_size: int) -> Doc:
         label_w = len(f"{last_row:#x}") + 1
         doc.line((f"area {pic.slot} {pic.name}", "bold"),
                  f"  [{pic.addr(pic.first):#x}, {pic.addr(pic.end):#x})  "
-                 f"{human_size((pic.end - pic.first) * page_size)}; {pic.scale()}")
+                 f"{human_size((pic.end - pic.first) * page_size)}")
+        doc.line(pic.scale())
         doc.line((_ruler(pic, label_w, 16 if pic.cols >= 32 else 8), "dim"))
         for r in range(pic.rows):
             row = pic.cells[r * pic.cols:(r + 1) * pic.cols]
@@ -143,13 +148,16 @@ def _short(nbytes: int) -> str:
 
 
 def legend(page_size: int) -> Doc:
+    """Lines of at most 80 characters."""
     tones = [(f"{TONE_GLYPHS[k]} {tone_label(k, page_size)}  ", TONE_STYLES[k])
              for k in range(len(TONES))]
-    doc = Doc().line("legend: free, by largest block: ", *tones)
+    doc = Doc().line("legend: free, by its largest block:  ", *tones[:3])
+    doc.line("        ", *tones[3:])
     doc.line("        ", ("# allocated  ", CLASS_STYLE[ALLOCATED]),
-             ("x some allocated  ", CLASS_STYLE[ALLOCATED]), ("S special  ", CLASS_STYLE[SPECIAL]),
+             ("x some allocated  ", CLASS_STYLE[ALLOCATED]), "% allocated, >= 1/4 free")
+    doc.line("        ", ("S special  ", CLASS_STYLE[SPECIAL]),
              ("s some special  ", CLASS_STYLE[SPECIAL]), ("! invalid byte", CLASS_STYLE[INVALID]))
-    doc.line("        ", ("E/W/i", "bold"), " n: n findings in the row, their cells in reverse "
+    doc.line("        ", ("E/W/i n", "bold"), ": n findings in the row, their cells in reverse "
              "video")
     return doc
 
