@@ -22,7 +22,9 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 
 @contextmanager
 def chromium():
-    """A launched browser, closed on exit."""
+    """A launched browser, closed on exit. Keep it short-lived: while it is
+    open Playwright's sync API holds an asyncio loop running in this thread,
+    so QMP (qemu.qmp's sync wrapper) and a second chromium() fail."""
     if not os.access(CHROMIUM, os.X_OK):
         pytest.fail(f"the HTML tests need Chromium at {CHROMIUM}: apt-get install chromium "
                     "(scripts/setup does it as root); never `playwright install`", pytrace=False)

@@ -51,9 +51,11 @@ def states_at_2(guest_pool, tmp_path_factory):
             for v in ("x86_64-2021", "x86_64-2021-nomerge")}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """Debian's headless Chromium (fails the test when it is missing)."""
+    """Debian's headless Chromium (fails the test when it is missing). Per
+    module, not per session: Playwright's sync API runs an asyncio loop
+    while it lives, and QMP (the guests) cannot run its own beside it."""
     with chromium() as b:
         yield b
 
