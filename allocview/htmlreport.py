@@ -36,7 +36,7 @@ from .picture import TONES, Picture, class_tables, human_size, picture, tone, to
 __all__ = ["report_html", "META_BUDGET", "OVERVIEW_CELLS", "LISTED"]
 
 OVERVIEW_CELLS = 8192          # cells of an area's first picture (128 x 64)
-META_BUDGET = 3 << 20          # compressed metadata bytes embedded, all areas together
+META_BUDGET = 2 << 20          # compressed metadata bytes embedded (base64: 4/3 of it)
 LISTED = 50                    # findings per code written into the page; the rest on demand
 
 

@@ -190,6 +190,9 @@ def svg_map(pics: list[Picture], page_size: int, cell: int) -> str:
     parts: list[str] = []
     width = 0
     y = 4
+    if not pics:
+        y += 14
+        parts.append(f'<text x="0" y="{y}" {FONT}>no decoded page in that area or range</text>')
     for pic in pics:
         label_w = 7 * len(f"{pic.row_addr(pic.rows - 1):#x}") + 8
         width = max(width, label_w + pic.cols * cell)

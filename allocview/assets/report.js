@@ -207,7 +207,9 @@
       this.stack = [];
       this.highlight = null;        // the finding outlined (F index)
       this.width = 0;               // the map's width when last drawn
-      this.bytes = area.meta ? inflate(area.meta).then((b) => (area.bytes = b)) : null;
+      // the page-level bytes zoom needs, inflated once (null: no zoom)
+      this.bytes = area.meta && "DecompressionStream" in window
+        ? inflate(area.meta).then((b) => (area.bytes = b)) : null;
       this.map.addEventListener("mousemove", (e) => this.hover(e));
       this.map.addEventListener("mouseleave", () => { tip.hidden = true; });
       this.map.addEventListener("click", (e) => this.click(e));
@@ -358,6 +360,7 @@
     range(e) {
       e.preventDefault();
       const form = e.target;
+      form.from.setCustomValidity("");
       try {
         const lo = form.from.value.trim(), hi = form.to.value.trim();
         const first = lo ? toPfn(lo) : this.area.base;
@@ -403,9 +406,10 @@
     const v = new AreaView(section, area);
     views.set(area.slot, v);
     v.draw();
-    if (!area.meta) {
-      section.querySelector(".hint").textContent =
-        "Hover a cell for its pages. Zoom is off: this area's bytes were too many to embed.";
+    if (!v.bytes) {
+      section.querySelector(".hint").textContent = "Hover a cell for its pages. Zoom is off: " +
+        (area.meta ? "this browser cannot inflate the embedded bytes (no DecompressionStream)."
+          : "this area's bytes were too many to embed.");
     }
   }
 
