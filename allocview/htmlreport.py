@@ -38,6 +38,7 @@ __all__ = ["report_html", "META_BUDGET", "OVERVIEW_CELLS", "LISTED"]
 OVERVIEW_CELLS = 8192          # cells of an area's first picture (128 x 64)
 META_BUDGET = 2 << 20          # compressed metadata bytes embedded (base64: 4/3 of it)
 LISTED = 50                    # findings per code written into the page; the rest on demand
+EMBEDDED = 20_000              # findings in the page at most (the most severe first)
 
 
 def report_html(snapshot: Snapshot, findings: list[Finding], stats: list[AreaStats],
@@ -52,17 +53,21 @@ def report_html(snapshot: Snapshot, findings: list[Finding], stats: list[AreaSta
     """
     snap = snapshot
     whys = dict(enumerate(whys)) if isinstance(whys, (list, tuple)) else dict(whys)
-    index = {id(f): i for i, f in enumerate(findings)}
-    pics = {a.slot: picture(snap, a, findings, cols=128, max_cells=OVERVIEW_CELLS)
+    # A broken guest can have a finding per page: the page keeps the first
+    # EMBEDDED (check() sorts the most severe first) and counts the rest.
+    shown = findings[:EMBEDDED]
+    index = {id(f): i for i, f in enumerate(shown)}
+    pics = {a.slot: picture(snap, a, shown, cols=128, max_cells=OVERVIEW_CELLS)
             for a in snap.areas if a.decoded}
-    data = _data(snap, findings, pics, index)
+    data = _data(snap, shown, pics, index)
     by_slot = {s.slot: s for s in stats}
-    body = [_header(snap, findings, placement), _areas_section(snap, stats)]
+    body = [_header(snap, findings, placement, len(findings) - len(shown)),
+            _areas_section(snap, stats)]
     for a in snap.areas:
         if a.decoded and pics.get(a.slot) is not None:
-            body.append(_area_section(snap, a, findings, index, by_slot.get(a.slot)))
+            body.append(_area_section(snap, a, shown, index, by_slot.get(a.slot)))
     body.append(_why_section(snap, whys))
-    body.append(_global_findings(findings, index))
+    body.append(_global_findings(shown, index))
     title = f"allocview report: {snap.layout.arch.name}, format {snap.layout.format}"
     return ("<!doctype html>\n<html lang=en>\n<head>\n<meta charset=utf-8>\n"
             "<meta name=viewport content=\"width=device-width, initial-scale=1\">\n"
@@ -149,7 +154,7 @@ def _picture_json(pic: Picture, index: dict) -> dict:
 
 
 # -------------------------------------------------------------------- page
-def _header(snap: Snapshot, findings: list[Finding], placement) -> str:
+def _header(snap: Snapshot, findings: list[Finding], placement, left_out: int) -> str:
     counts = {s: sum(1 for f in findings if f.severity is s) for s in Severity}
     if findings:
         verdict = ", ".join(f"<span class=\"sev {s}\">{counts[s]} {s}"
@@ -157,6 +162,9 @@ def _header(snap: Snapshot, findings: list[Finding], placement) -> str:
                             for s in sorted(Severity, reverse=True) if counts[s])
     else:
         verdict = "<span class=\"sev ok\">no findings</span>"
+    if left_out:
+        verdict += (f" <span class=warn>(the last {left_out} are not in this page: see the "
+                    "JSON report)</span>")
     mask = "unreadable" if snap.areas_mask is None else f"{snap.areas_mask:#x}"
     facts = [f"{snap.layout.arch.name}", f"format {snap.layout.format}"
              + (f" ({escape(snap.format_reason)})" if snap.format_reason else ""),
