@@ -1,5 +1,5 @@
 """Guest memory through a gdb stub (QEMU -gdb / -s), driving gdb over MI
-with pygdbmi; guest RAM straight from the QEMU process behind the stub
+(allocview.mi); guest RAM straight from the QEMU process behind the stub
 when it is local (hostmem), the stub checking the first read.
 
 gdb reads *virtual* memory through the CPU's current page tables, so no
@@ -11,28 +11,17 @@ unless `resume=True`, which `detach`es and so lets it run (ALLOCATOR.md,
 
 from __future__ import annotations
 
-import subprocess
-import time
-
-from model.errors import MemoryReadError
 from model.arch import ARCHES
 
 from ..errors import SourceError
+from ..mi import BATCH, CHUNK, MiError, MiSession, StubMemory, c_string, message
 from . import Source
 
-__all__ = ["GdbMiSource", "StubMemory", "CHUNK", "BATCH"]
+__all__ = ["GdbMiSource", "CHUNK", "BATCH", "debugger_for"]
 
-CHUNK = 64 << 10         # bytes per -data-read-memory-bytes: gdb answers in hex
-BATCH = 64               # commands per write: one round trip to gdb
 # A silent stub is given this long to attach and to answer (--timeout);
 # reads are given more for their size.
 CONNECT_TIMEOUT = 5.0
-STUB_RATE = 1 << 20           # bytes per second the slowest stub still sends
-
-
-def _c_string(text: str) -> str:
-    """An MI argument quoted as a C string (MI does not take shell quotes)."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _target(address: str) -> str:
@@ -74,17 +63,11 @@ class GdbMiSource(Source):
         self.timeout = timeout
         self.resume = resume
         self.connected = False
-        self._token = 0
         self.host = None
         self.via = "the gdb stub (--stub-only)"
-        self._memory = StubMemory(self._mi_batch, self.label, timeout)
-        from pygdbmi.gdbcontroller import GdbController
-
+        self._memory = StubMemory(self.batch, self.label, timeout)
         try:
-            # a tiny quiet period: results are awaited by token, not by silence
-            self._mi = GdbController(command=[debugger_for(arch, gdb), "--interpreter=mi3", "-nx",
-                                              "-q"],
-                                     time_to_check_for_additional_output_sec=0.001)
+            self._mi = MiSession(debugger_for(arch, gdb))
         except (ValueError, OSError) as e:
             raise SourceError(f"{self.label}: cannot start gdb ({e})") from None
         try:
@@ -110,7 +93,7 @@ class GdbMiSource(Source):
 
         def refused(why: str) -> None:
             self.via = f"the gdb stub ({why})"
-        self._memory = HostFirst(self.host, StubMemory(self._mi_batch, self.label, self.timeout),
+        self._memory = HostFirst(self.host, StubMemory(self.batch, self.label, self.timeout),
                                  refused)
 
     def _monitor(self, lines: list[str]) -> list[str]:
@@ -121,12 +104,12 @@ class GdbMiSource(Source):
         for line in lines:
             text: list[str] = []
             try:
-                rec = self._mi_batch([f"-interpreter-exec console {_c_string('monitor ' + line)}"],
+                rec = self.batch([f"-interpreter-exec console {c_string('monitor ' + line)}"],
                                      self.timeout, streams=text)[0]
             except SourceError as e:
                 raise HostMemoryUnavailable(f"monitor {line}: {e}") from None
             if rec["message"] == "error":
-                raise HostMemoryUnavailable(f"monitor {line}: {_msg(rec)}")
+                raise HostMemoryUnavailable(f"monitor {line}: {message(rec)}")
             out.append("".join(text))
         return out
 
@@ -138,60 +121,42 @@ class GdbMiSource(Source):
 
     @property
     def pid(self) -> int | None:
-        proc = self._mi.gdb_process
-        return proc.pid if proc is not None else None
+        """gdb's process."""
+        return self._mi.proc.pid
 
     def _setup(self, elf: str | None, arch: str | None, timeout: float) -> None:
         setup = ["-gdb-set confirm off", "-gdb-set pagination off",
                  "-gdb-set tcp auto-retry off",   # refused: fail now, not after the timeout
                  f"-gdb-set tcp connect-timeout {max(1, int(timeout))}"]
         if elf:
-            setup.append(f"-file-exec-and-symbols {_c_string(elf)}")
+            setup.append(f"-file-exec-and-symbols {c_string(elf)}")
         if arch:
             if arch not in ARCHES:
                 raise SourceError(f"--arch {arch}: unknown (expected one of {', '.join(ARCHES)})")
             setup += [f"-gdb-set architecture {ARCHES[arch].gdb_arch}",
                       f"-gdb-set endian {ARCHES[arch].endian}"]
-        for cmd, rec in zip(setup, self._mi_batch(setup, timeout)):
+        for cmd, rec in zip(setup, self.batch(setup, timeout)):
             if rec["message"] == "error":
-                raise SourceError(f"{self.label}: gdb refused {cmd.split()[0]}: {_msg(rec)}")
-        rec = self._mi_batch([f"-target-select remote {_target(self.target)}"], timeout + 5)[0]
+                raise SourceError(f"{self.label}: gdb refused {cmd.split()[0]}: {message(rec)}")
+        rec = self.batch([f"-target-select remote {_target(self.target)}"], timeout + 5)[0]
         if rec["message"] == "error":
-            raise SourceError(f"{self.label}: cannot attach: {_msg(rec)}")
+            raise SourceError(f"{self.label}: cannot attach: {message(rec)}")
         self.connected = True
 
     # ------------------------------------------------------------------- MI
-    def _mi_batch(self, commands: list[str], timeout: float,
-                  streams: list[str] | None = None) -> list[dict]:
+    def batch(self, commands: list[str], timeout: float,
+              streams: list[str] | None = None) -> list[dict]:
         """Send commands in one write; their result records, in order.
         `streams` collects what gdb prints meanwhile (console, target)."""
-        tokens = []
-        lines = []
-        for c in commands:
-            self._token += 1
-            tokens.append(self._token)
-            lines.append(f"{self._token}{c}")
         self.stats["round_trips"] += 1
         try:
-            self._mi.write(lines, timeout_sec=timeout, read_response=False)
-        except (OSError, ValueError) as e:
-            raise SourceError(f"{self.label}: gdb is gone ({e})") from None
-        results: dict[int, dict] = {}
-        deadline = time.monotonic() + timeout
-        while len(results) < len(tokens):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise SourceError(f"{self.label}: gdb gave no answer in {timeout:g} s")
-            if self._mi.gdb_process.poll() is not None:
-                raise SourceError(f"{self.label}: gdb exited "
-                                  f"(status {self._mi.gdb_process.returncode})")
-            for r in self._mi.get_gdb_response(timeout_sec=min(left, 0.5),
-                                               raise_error_on_timeout=False):
-                if r.get("type") == "result" and r.get("token") in tokens:
-                    results[r["token"]] = r
-                elif streams is not None and r.get("type") in ("console", "target"):
-                    streams.append(r.get("payload") or "")
-        return [results[t] for t in tokens]
+            return self._mi.batch(commands, timeout, streams)
+        except MiError as e:
+            raise SourceError(f"{self.label}: {e}") from None
+
+    def interrupt(self) -> None:
+        """Interrupt what the target is doing (an inferior call that hangs)."""
+        self._mi.interrupt()
 
     # ---------------------------------------------------------------- reads
     def _read(self, addr: int, size: int) -> bytes:
@@ -214,9 +179,9 @@ class GdbMiSource(Source):
         then end gdb, killing it if it does not exit."""
         if not self.closed:
             try:
-                if self.connected and self._mi.gdb_process.poll() is None:
-                    self._mi_batch(["-target-detach" if self.resume else "-target-disconnect"],
-                                   self.timeout)
+                if self.connected and self._mi.proc.poll() is None:
+                    self.batch(["-target-detach" if self.resume else "-target-disconnect"],
+                               self.timeout)
             except SourceError:
                 pass
             finally:
@@ -227,88 +192,4 @@ class GdbMiSource(Source):
         super().close()
 
     def _exit_gdb(self) -> None:
-        proc = self._mi.gdb_process
-        if proc is None:
-            return
-        try:
-            if proc.poll() is None:
-                self._mi.write("-gdb-exit", timeout_sec=1, read_response=False)
-                proc.wait(3)
-        except (OSError, ValueError, subprocess.TimeoutExpired):
-            pass
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
-        for pipe in (proc.stdin, proc.stdout, proc.stderr):
-            if pipe is not None:
-                pipe.close()
-        self._mi.gdb_process = None
-
-
-class StubMemory:
-    """Guest memory through gdb/MI `-data-read-memory-bytes`, BATCH commands
-    a write: `batch(commands, timeout)` sends commands and gives their result
-    records (a GdbMiSource's own gdb, or the wrapper's MI session).
-    `timeout` is allowed for a silent stub, plus time for the bytes."""
-
-    def __init__(self, batch, label: str, timeout: float):
-        self.batch = batch
-        self.label = label
-        self.timeout = timeout
-
-    def read(self, addr: int, size: int) -> bytes:
-        got = self._read_ranges([(addr, size)])[0]
-        if isinstance(got, MemoryReadError):
-            raise got
-        return got
-
-    def read_many(self, ranges: list[tuple[int, int]]) -> list[bytes | None]:
-        return [g if isinstance(g, bytes) else None for g in self._read_ranges(ranges)]
-
-    def _read_ranges(self, ranges: list[tuple[int, int]]) -> list:
-        """bytes, or the MemoryReadError, per range."""
-        pieces: list[tuple[int, int, int]] = []           # (range index, addr, size)
-        errors: dict[int, MemoryReadError] = {}
-        for i, (addr, size) in enumerate(ranges):
-            if size < 0:
-                errors[i] = MemoryReadError(addr, size, "negative size")
-            for off in range(0, size, CHUNK):
-                pieces.append((i, addr + off, min(CHUNK, size - off)))
-        parts: list[list[bytes]] = [[] for _ in ranges]
-        for b in range(0, len(pieces), BATCH):
-            batch = pieces[b:b + BATCH]
-            recs = self.batch([f"-data-read-memory-bytes {a:#x} {s}" for _, a, s in batch],
-                              self.timeout + sum(s for _, _, s in batch) / STUB_RATE)
-            for (i, a, s), rec in zip(batch, recs):
-                if i in errors:
-                    continue
-                data = _contents(rec, a, s)
-                if isinstance(data, str):
-                    errors[i] = MemoryReadError(ranges[i][0], ranges[i][1], data)
-                else:
-                    parts[i].append(data)
-        return [errors.get(i) or b"".join(parts[i]) for i in range(len(ranges))]
-
-
-def _msg(rec: dict) -> str:
-    payload = rec.get("payload") or {}
-    return str(payload.get("msg", payload)) if isinstance(payload, dict) else str(payload)
-
-
-def _contents(rec: dict, addr: int, size: int) -> bytes | str:
-    """The bytes a -data-read-memory-bytes result holds for exactly
-    [addr, addr + size), or why not (gdb returns only readable blocks)."""
-    if rec["message"] != "done":
-        return _msg(rec)
-    blocks = sorted((int(m["begin"], 16), m["contents"])
-                    for m in (rec.get("payload") or {}).get("memory", []))
-    pos, out = addr, []
-    for begin, hexdata in blocks:
-        if begin != pos:
-            return f"gdb could read only part (no bytes at {pos:#x})"
-        data = bytes.fromhex(hexdata)
-        out.append(data)
-        pos += len(data)
-    if pos != addr + size:
-        return f"gdb could read only part (no bytes at {pos:#x})"
-    return b"".join(out)
+        self._mi.close(polite=True)

@@ -21,7 +21,7 @@ from ..errors import SymbolError
 from . import qmp
 from .children import Listeners, kill, reap, spawn
 from .ends import Ends, find_ends
-from .mi import Bus, MiError, MiSession, session_memory
+from ..mi import Bus, MiError, MiSession, session_memory
 from .outcome import Outcome
 
 __all__ = ["Outcome", "Supervisor", "gdb_arch_for"]

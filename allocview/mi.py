@@ -1,4 +1,5 @@
-"""gdb driven over MI for a wrapper that must never hang its test.
+"""gdb driven over MI: allocview's one MI driver (the CLI's --gdb source,
+drive through it, and allocview-qemu, which must never hang its test).
 
 One reader thread turns gdb's output into records (pygdbmi's parser) and
 puts them on the `Bus`, where the QEMU waiter thread and the signal handler
@@ -12,17 +13,24 @@ SIGTERM).
 from __future__ import annotations
 
 import queue
+import signal
 import threading
 import time
 from subprocess import PIPE, STDOUT
 
 from pygdbmi.gdbmiparser import parse_response
 
-from ..errors import SourceError
-from ..sources.gdbmi import StubMemory
-from .children import kill, reap, spawn
+from model.errors import MemoryReadError
 
-__all__ = ["Bus", "MiError", "MiSession", "session_memory", "GRACE"]
+from .errors import SourceError
+from .wrapper.children import kill, reap, spawn
+
+__all__ = ["Bus", "MiError", "MiSession", "StubMemory", "session_memory", "GRACE", "CHUNK",
+           "BATCH", "c_string", "message"]
+
+CHUNK = 64 << 10         # bytes per -data-read-memory-bytes: gdb answers in hex
+BATCH = 64               # commands per write: one round trip to gdb
+STUB_RATE = 1 << 20      # bytes per second the slowest stub still sends
 
 GRACE = 0.8            # seconds left to gdb once QEMU is gone or a signal came
 
@@ -67,11 +75,13 @@ class MiSession:
     """A gdb child speaking MI, its records on `bus`. `stops` collects the
     `*stopped` payloads seen while waiting for command results."""
 
-    def __init__(self, gdb: str, bus: Bus):
-        self.bus = bus
+    def __init__(self, gdb: str, bus: Bus | None = None):
+        self.bus = bus or Bus()
         self.stops: list[dict] = []
         self.dead = False
+        self.round_trips = 0
         self._token = 0
+        # its own session: a Ctrl-C meant for us never interrupts the debugger
         self.proc = spawn([gdb, "--interpreter=mi3", "--nx", "--quiet"], own_session=True,
                           stdin=PIPE, stdout=PIPE, stderr=STDOUT)
         self._reader = threading.Thread(target=self._read, name="allocview-gdb", daemon=True)
@@ -108,9 +118,12 @@ class MiSession:
             raise MiError(f"gdb is gone ({e})") from None
         return tokens
 
-    def batch(self, commands: list[str], timeout: float) -> list[dict]:
-        """Result records of `commands`, in order; ^error records included."""
+    def batch(self, commands: list[str], timeout: float,
+              streams: list[str] | None = None) -> list[dict]:
+        """Result records of `commands`, in order; ^error records included.
+        `streams` collects what gdb prints meanwhile (console, target)."""
         tokens = self.send(commands)
+        self.round_trips += 1
         got: dict[int, dict] = {}
         deadline = time.monotonic() + timeout
         while len(got) < len(tokens):
@@ -131,13 +144,20 @@ class MiSession:
                 got[rec["token"]] = rec
             elif rec.get("type") == "notify" and rec.get("message") == "stopped":
                 self.stops.append(rec.get("payload") or {})
+            elif streams is not None and rec.get("type") in ("console", "target"):
+                streams.append(rec.get("payload") or "")
         return [got[t] for t in tokens]
+
+    def interrupt(self) -> None:
+        """SIGINT to gdb: it interrupts the target (a call that hangs)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
 
     def command(self, command: str, timeout: float) -> dict:
         """One command's result payload; MiError on ^error."""
         rec = self.batch([command], timeout)[0]
         if rec.get("message") == "error":
-            raise MiError(f"{command.split()[0]}: {_msg(rec)}")
+            raise MiError(f"{command.split()[0]}: {message(rec)}")
         return rec.get("payload") or {}
 
     # ----------------------------------------------------------- lifecycle
@@ -160,9 +180,15 @@ class MiSession:
         self.dead = True
 
 
-def _msg(rec: dict) -> str:
+def message(rec: dict) -> str:
+    """What an MI record says (an ^error's msg)."""
     payload = rec.get("payload") or {}
     return str(payload.get("msg", payload)) if isinstance(payload, dict) else str(payload)
+
+
+def c_string(text: str) -> str:
+    """A C string literal for an MI argument."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def session_memory(session: MiSession, label: str, budget: float) -> StubMemory:
@@ -178,3 +204,67 @@ def session_memory(session: MiSession, label: str, budget: float) -> StubMemory:
         except MiError as e:
             raise SourceError(f"{label}: {e}") from None
     return StubMemory(batch, label, budget)
+
+
+class StubMemory:
+    """Guest memory through gdb/MI `-data-read-memory-bytes`, BATCH commands
+    a write: `batch(commands, timeout)` sends commands and gives their result
+    records (a GdbMiSource's own gdb, or the wrapper's MI session).
+    `timeout` is allowed for a silent stub, plus time for the bytes."""
+
+    def __init__(self, batch, label: str, timeout: float):
+        self.batch = batch
+        self.label = label
+        self.timeout = timeout
+
+    def read(self, addr: int, size: int) -> bytes:
+        got = self._read_ranges([(addr, size)])[0]
+        if isinstance(got, MemoryReadError):
+            raise got
+        return got
+
+    def read_many(self, ranges: list[tuple[int, int]]) -> list[bytes | None]:
+        return [g if isinstance(g, bytes) else None for g in self._read_ranges(ranges)]
+
+    def _read_ranges(self, ranges: list[tuple[int, int]]) -> list:
+        """bytes, or the MemoryReadError, per range."""
+        pieces: list[tuple[int, int, int]] = []           # (range index, addr, size)
+        errors: dict[int, MemoryReadError] = {}
+        for i, (addr, size) in enumerate(ranges):
+            if size < 0:
+                errors[i] = MemoryReadError(addr, size, "negative size")
+            for off in range(0, size, CHUNK):
+                pieces.append((i, addr + off, min(CHUNK, size - off)))
+        parts: list[list[bytes]] = [[] for _ in ranges]
+        for b in range(0, len(pieces), BATCH):
+            batch = pieces[b:b + BATCH]
+            recs = self.batch([f"-data-read-memory-bytes {a:#x} {s}" for _, a, s in batch],
+                              self.timeout + sum(s for _, _, s in batch) / STUB_RATE)
+            for (i, a, s), rec in zip(batch, recs):
+                if i in errors:
+                    continue
+                data = _contents(rec, a, s)
+                if isinstance(data, str):
+                    errors[i] = MemoryReadError(ranges[i][0], ranges[i][1], data)
+                else:
+                    parts[i].append(data)
+        return [errors.get(i) or b"".join(parts[i]) for i in range(len(ranges))]
+
+
+def _contents(rec: dict, addr: int, size: int) -> bytes | str:
+    """The bytes a -data-read-memory-bytes result holds for exactly
+    [addr, addr + size), or why not (gdb returns only readable blocks)."""
+    if rec["message"] != "done":
+        return message(rec)
+    blocks = sorted((int(m["begin"], 16), m["contents"])
+                    for m in (rec.get("payload") or {}).get("memory", []))
+    pos, out = addr, []
+    for begin, hexdata in blocks:
+        if begin != pos:
+            return f"gdb could read only part (no bytes at {pos:#x})"
+        data = bytes.fromhex(hexdata)
+        out.append(data)
+        pos += len(data)
+    if pos != addr + size:
+        return f"gdb could read only part (no bytes at {pos:#x})"
+    return b"".join(out)
