@@ -1,11 +1,14 @@
 """`allocview`: the allocator's views and checks from every source QEMU
 offers, outside gdb.
 
-    allocview [SOURCE] [--elf TEST.elf] COMMAND [ARGS] [--json]
+    allocview SOURCE --elf TEST.elf COMMAND [ARGS] [--json [FILE]]
 
-Exit status: 0 no error findings, 1 error findings (report, check), 2 could
-not inspect (usage, unreadable source, missing symbols); always one line on
-stderr, never a traceback.
+The commands are the gdb `alloc` commands (allocview.commands), with the
+same arguments and the same JSON; a few need no gdb (watch, suite,
+sources, gdb-init). Exit status: 0 no error findings, 1 error findings (or
+a divergence), 2 nothing could be checked or inspected (usage, unreadable
+source, wrong ELF, allocator not initialised); always one line on stderr,
+never a traceback.
 """
 
 from __future__ import annotations
@@ -15,32 +18,44 @@ import json
 import os
 import re
 import sys
+import textwrap
 import time
+from contextlib import ExitStack, contextmanager
 
-from model.check import check, errors
-from model.constants import FLAG_FRESH
-from model.diff import diff
-from model.errors import AllocviewError
 from model.arch import ARCHES
-from model.layout import layout_for
+from model.errors import AllocviewError
 from model.memory import CachedMemory
-from model.query import describe_page
-from model.report import SCHEMA_VERSION, report
-from model.snapshot import Snapshot, decode
-from model.stats import stats, why
 
 from . import render
+from .commands import (Command, CommandError, Result, arg, build_parser as add_arguments,
+                       command, commands_for, int_value, unchecked_json)
 from .errors import SymbolError
 from .progress import ReadProgress
 
 EXIT_OK, EXIT_FINDINGS, EXIT_CANNOT = 0, 1, 2
 
+SOURCES_HELP = """\
+Where the guest's memory comes from (one of them), and what the program is:
 
-def _int(text: str) -> int:
-    try:
-        return int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+  --dump FILE        a dump-guest-memory ELF (QMP dump-guest-memory, gdb's
+                     `alloc save`), or a raw pmemsave file with --base ADDR
+  --memfile PATH     guest RAM shared through memory-backend-file,share=on
+                     (the guest keeps running: add --qmp to pause it)
+  --qmp SOCKET       QEMU's QMP socket: the guest is paused only while read,
+                     from the QEMU process when it runs here as you, else
+                     through pmemsave (--pmemsave forces that)
+  --gdb HOST:PORT    a QEMU gdb stub (qemu -s: localhost:1234); RAM from the
+                     QEMU process when local (--stub-only: never); the guest
+                     is resumed as QMP said it was, or --resume/--no-resume
+
+  --elf TEST.elf     the test's ELF: symbols, struct layout (DWARF), and the
+                     code that locates it in the guest
+  --arch, --areas, --mask   without an ELF: the arch and the addresses
+  --format 2020|2021|auto   the metadata byte encoding (default: detect)
+  --load-offset OFF  where a relocatable test sits (default: found)
+  --phys-offset OFF  virtual minus physical address of guest RAM
+
+Every option is described in `allocview --help`."""
 
 
 def _seconds(text: str) -> float:
@@ -53,53 +68,57 @@ def _seconds(text: str) -> float:
     return v
 
 
-def _source_options(p: argparse.ArgumentParser, suppress: bool) -> None:
-    d = (lambda v: argparse.SUPPRESS) if suppress else (lambda v: v)
-    g = p.add_argument_group("source (one of --dump, --memfile, --qmp, --gdb)")
-    g.add_argument("--dump", metavar="FILE", default=d(None),
-                   help="a dump-guest-memory ELF, or a raw pmemsave file with --base")
-    g.add_argument("--base", metavar="ADDR", type=_int, default=d(None),
-                   help="guest physical address of a raw dump's first byte")
-    g.add_argument("--memfile", metavar="PATH", default=d(None),
-                   help="guest RAM shared through memory-backend-file,share=on")
-    g.add_argument("--machine", choices=["pc", "q35"], default=d("pc"),
-                   help="where --memfile RAM sits below/above 4 GiB (default pc); with --qmp "
-                        "QEMU's own memory map places it, on any machine")
-    g.add_argument("--qmp", metavar="SOCKET", default=d(None),
-                   help="QEMU's QMP socket: pauses the guest only while reading, reads from "
-                        "the QEMU process (/proc/PID/mem) when it runs here as you, else via "
-                        "pmemsave; or just pauses beside --memfile")
-    g.add_argument("--pmemsave", action="store_true", default=d(False),
-                   help="with --qmp: read only through pmemsave, never from /proc/PID/mem")
-    g.add_argument("--gdb", metavar="HOST:PORT", default=d(None),
-                   help="a QEMU gdb stub (guest RAM from the QEMU process when it is local)")
-    g.add_argument("--stub-only", action="store_true", default=d(False),
-                   help="with --gdb: read only through the stub, never from /proc/PID/mem")
-    g.add_argument("--timeout", metavar="SECONDS", type=_seconds, default=d(5.0),
-                   help="how long a QMP monitor or gdb stub may stay silent (default 5)")
-    g.add_argument("--resume", action=argparse.BooleanOptionalAction, default=d(None),
-                   help="with --gdb: let the guest run when done (attaching stops it). "
-                        "Default: as QMP said it was before (--qmp, or the QMP socket on "
-                        "QEMU's command line), else paused, and a line says which")
-    s = p.add_argument_group("program")
-    s.add_argument("--elf", metavar="TEST.elf", default=d(None),
-                   help="the test's ELF: symbols and the struct layout (DWARF)")
-    s.add_argument("--arch", choices=sorted(ARCHES), default=d(None),
-                   help="guest arch when the ELF has no DWARF (or none is given)")
-    s.add_argument("--format", choices=["2020", "2021", "auto"], default=d("auto"),
-                   help="metadata byte encoding (default: detect)")
-    s.add_argument("--areas", metavar="ADDR", type=_int, default=d(None),
-                   help="address of areas[] (without --elf)")
-    s.add_argument("--mask", metavar="ADDR", type=_int, default=d(None),
-                   help="address of areas_mask (without --elf)")
-    s.add_argument("--phys-offset", metavar="OFF", type=_int, default=d(0),
-                   help="virtual minus physical address of guest RAM (default 0, identity)")
-    s.add_argument("--load-offset", metavar="OFF", type=_int, default=d(None),
-                   help="where a relocatable test is loaded, minus its link address "
-                        "(default: found from its code in guest memory)")
-    o = p.add_argument_group("output")
-    o.add_argument("--json", action="store_true", default=d(False), help="JSON on stdout")
-    o.add_argument("--no-color", action="store_true", default=d(False), help="plain text")
+def _source_options(p: argparse.ArgumentParser, shown: bool) -> None:
+    """The source, program and output options: documented at the top level;
+    accepted after the command too, without repeating their help there."""
+    def opt(group, *names, help, default=None, **kw):
+        group.add_argument(*names, help=help if shown else argparse.SUPPRESS,
+                           default=default if shown else argparse.SUPPRESS, **kw)
+
+    g = p.add_argument_group("source (one of --dump, --memfile, --qmp, --gdb)") if shown else p
+    opt(g, "--dump", metavar="FILE",
+        help="a dump-guest-memory ELF, or a raw pmemsave file with --base")
+    opt(g, "--base", metavar="ADDR", type=int_value,
+        help="guest physical address of a raw dump's first byte")
+    opt(g, "--memfile", metavar="PATH",
+        help="guest RAM shared through memory-backend-file,share=on")
+    opt(g, "--machine", choices=["pc", "q35"], default="pc",
+        help="where --memfile RAM sits below/above 4 GiB (default pc); with --qmp QEMU's "
+             "own memory map places it, on any machine")
+    opt(g, "--qmp", metavar="SOCKET",
+        help="QEMU's QMP socket: pauses the guest only while reading, reads from the QEMU "
+             "process (/proc/PID/mem) when it runs here as you, else via pmemsave; or just "
+             "pauses beside --memfile")
+    opt(g, "--pmemsave", action="store_true", default=False,
+        help="with --qmp: read only through pmemsave, never from /proc/PID/mem")
+    opt(g, "--gdb", metavar="HOST:PORT",
+        help="a QEMU gdb stub (guest RAM from the QEMU process when it is local)")
+    opt(g, "--stub-only", action="store_true", default=False,
+        help="with --gdb: read only through the stub, never from /proc/PID/mem")
+    opt(g, "--timeout", metavar="SECONDS", type=_seconds, default=5.0,
+        help="how long a QMP monitor or gdb stub may stay silent (default 5)")
+    opt(g, "--resume", action=argparse.BooleanOptionalAction,
+        help="with --gdb: let the guest run when done (attaching stops it). Default: as QMP "
+             "said it was before (--qmp, or the QMP socket on QEMU's command line), else "
+             "paused, and a line says which")
+    s = p.add_argument_group("program") if shown else p
+    opt(s, "--elf", metavar="TEST.elf",
+        help="the test's ELF: symbols and the struct layout (DWARF)")
+    opt(s, "--arch", choices=sorted(ARCHES),
+        help="guest arch when the ELF has no DWARF (or none is given)")
+    opt(s, "--format", choices=["2020", "2021", "auto"], default="auto",
+        help="metadata byte encoding (default: detect)")
+    opt(s, "--areas", metavar="ADDR", type=int_value, help="address of areas[] (without --elf)")
+    opt(s, "--mask", metavar="ADDR", type=int_value,
+        help="address of areas_mask (without --elf)")
+    opt(s, "--phys-offset", metavar="OFF", type=int_value, default=0,
+        help="virtual minus physical address of guest RAM (default 0, identity)")
+    opt(s, "--load-offset", metavar="OFF", type=int_value,
+        help="where a relocatable test is loaded, minus its link address (default: found "
+             "from its code in guest memory)")
+    o = p.add_argument_group("output") if shown else p
+    opt(o, "--no-color", action="store_true", default=False,
+        help="plain text (also when NO_COLOR is set or stdout is no terminal)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -109,84 +128,66 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_CANNOT, f"allocview: {message} (`{self.prog} --help` for usage)\n")
 
 
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+        return version("allocview")
+    except Exception:  # noqa: BLE001 - a checkout that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="allocview", description=__doc__.split("\n\n")[0],
-                epilog="Exit status: 0 clean, 1 error findings, 2 cannot inspect.")
-    _source_options(p, suppress=False)
-    common = _Parser(add_help=False)
-    _source_options(common, suppress=True)
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    def cmd(name, help):
-        return sub.add_parser(name, help=help, description=help, parents=[common])
-
-    cmd("report", "areas, free lists summary and findings")
-    cmd("check", "every invariant; exit 1 on error findings")
-    cmd("areas", "the areas: slot, pfn range, size, page counts")
-    c = cmd("lists", "the free lists, node by node")
-    c.add_argument("--slot", type=int)
-    c.add_argument("--order", type=int)
-    c.add_argument("-n", "--nodes", type=int, default=8, help="nodes shown per list")
-    c = cmd("page", "the page holding an address: block, status, list, buddy")
-    c.add_argument("address", type=_int)
-    cmd("stats", "free blocks per order, largest block, fragmentation")
-    c = cmd("why", "would alloc(ORDER) succeed now, from where, and if not why")
-    c.add_argument("order", type=int)
-    c.add_argument("--align", type=int, help="alignment order (default: ORDER)")
-    c.add_argument("--area", nargs="+", default=[], help="area names or slot numbers")
-    c.add_argument("--fresh", action="store_true", help="FLAG_FRESH (2021)")
-    c = cmd("map", "a picture of each area by page status")
-    c.add_argument("--slot", type=int)
-    c.add_argument("--rows", type=int, default=8)
-    c.add_argument("--svg", metavar="FILE", help="write the map as SVG")
-    c.add_argument("--html", metavar="FILE", help="write the map as an HTML page")
-    c = cmd("diff", "what changed between two dumps (or saved snapshots)")
-    c.add_argument("a")
-    c.add_argument("b")
-    c = cmd("save", "save what the allocator's state is made of as a small ELF dump "
-                    "(for diff, replay or a bug report)")
-    c.add_argument("file")
-    c = cmd("replay", "replay a trace (alloc trace) into the reference allocator and report "
-                      "the first call after which it and the guest disagree")
-    c.add_argument("trace")
-    c.add_argument("--start", metavar="DUMP", help="the state the trace starts from (default: "
-                   "TRACE.start.elf when present, else an empty allocator)")
-    c.add_argument("--against", metavar="DUMP", help="the guest's end state to compare with")
-    c.add_argument("--mode", choices=["exact", "relaxed"], default="exact",
-                   help="exact: list order too; relaxed: lists as sets")
-    c.add_argument("--known", metavar="FILE", help="accepted difference kinds, one per line")
-    c = cmd("drive", "run generated allocator operations in the guest (through --gdb) and in "
-                     "the reference allocator, compare after each, shrink a divergence. WRITES "
-                     "GUEST MEMORY: needs --yes; restores the start state at the end")
-    c.add_argument("--ops", type=int, default=500)
-    c.add_argument("--seed", type=int, default=1)
-    c.add_argument("--mix", default="default", choices=["default", "allocs", "merge", "reserve"])
-    c.add_argument("--area", nargs="+", default=[])
-    c.add_argument("--mode", choices=["exact", "relaxed"], default="exact")
-    c.add_argument("--known", metavar="FILE")
-    c.add_argument("--out", default="alloc-drive", help="reproducer prefix")
-    c.add_argument("--no-shrink", action="store_true")
-    c.add_argument("--call-timeout", type=float, default=10.0, help="seconds one call may take")
-    c.add_argument("--yes", action="store_true", help="yes, write guest memory")
-    from . import suite as _suite
-    c = sub.add_parser("suite", help="one table over allocview-qemu reports (--json, --junit FILE)")
-    _suite.add_arguments(c)
-    c = cmd("watch", "refresh stats and the map of a running guest (QMP or memfile)")
-    c.add_argument("--interval", type=float, default=2.0)
-    c.add_argument("--count", type=int, default=0, help="stop after N refreshes (0: never)")
+    p = _Parser(prog="allocview", description=__doc__.split("\n\n")[0].strip(),
+                epilog="`allocview COMMAND --help` for a command; `allocview sources` for "
+                       "where memory comes from. Exit status: 0 clean, 1 error findings, "
+                       "2 nothing could be checked.")
+    p.add_argument("--version", action="version", version=f"allocview {_version()}")
+    shtab = _shtab()
+    if shtab is not None:
+        shtab.add_argument_to(p, ["--print-completion"],
+                              help="print a shell completion script (bash, zsh, tcsh)")
+    _source_options(p, shown=True)
+    hidden = argparse.ArgumentParser(add_help=False)
+    _source_options(hidden, shown=False)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                           parser_class=_Parser)
+    for cmd in commands_for("cli"):
+        c = sub.add_parser(cmd.name, help=cmd.summary, parents=[hidden],
+                           description=f"{cmd.summary}\n\n{textwrap.fill(cmd.details, 78)}",
+                           formatter_class=argparse.RawDescriptionHelpFormatter,
+                           epilog="Source options (--dump, --qmp, --gdb, --elf, ...) go before "
+                                  "or after the command: `allocview sources`.")
+        add_arguments(cmd, c, tag=_completion_tag(shtab))
     return p
 
 
-# ------------------------------------------------------------- inspection
+def _shtab():
+    try:
+        import shtab
+        return shtab
+    except ImportError:            # completion scripts are an extra, not a need
+        return None
+
+
+def _completion_tag(shtab):
+    """Mark file arguments so the shell completes file names there."""
+    def tag(a, action):
+        if shtab is not None and a.complete == "file":
+            action.complete = shtab.FILE
+    return tag
+
+
+# ------------------------------------------------------------- the program
 def _program(args):
     """The guest program: from --elf, or a bare one from --arch/--areas/--mask
     (no code to locate it by)."""
     from dataclasses import replace
 
+    from model.layout import layout_for
     from model.program import Program
 
     from .symbols import load_program
-    fmt = None if args.format == "auto" else args.format
+    fmt = _format(args)
     if args.elf:
         prog = load_program(args.elf, arch=args.arch, format=fmt)
         given = {k: v for k, v in (("areas", args.areas), ("areas_mask", args.mask))
@@ -202,9 +203,13 @@ def _program(args):
     raise SymbolError("give --elf TEST.elf (or --arch, --areas ADDR and --mask ADDR)")
 
 
+def _format(args) -> str | None:
+    return None if args.format == "auto" else args.format
+
+
 def _open(args, dump=None, arch: str | None = None):
-    """The source the arguments name; `arch`: the program's, for the gdb
-    that debugs it."""
+    """The source the arguments name (or the dump file `dump`); `arch`: the
+    program's, for the gdb that debugs it."""
     from .sources import open_source
     if args.pmemsave and not (args.qmp and not args.memfile and not args.gdb):
         raise AllocviewError("--pmemsave applies to --qmp as the memory source only")
@@ -221,34 +226,8 @@ def _open(args, dump=None, arch: str | None = None):
                        resume=args.resume, timeout=args.timeout)
 
 
-def snapshot_of(args, dump=None, keep: list | None = None, require: bool = True) -> Snapshot:
-    return inspection_of(args, dump, keep, require).snapshot
-
-
-def inspection_of(args, dump=None, keep: list | None = None, require: bool = True):
-    """The allocview.inspect.Inspection of the source the arguments name."""
-    program = _program(args)          # a bad ELF fails before any guest is touched
-    with _open(args, dump, program.arch) as src:
-        try:
-            return inspection_from(args, src, program, keep, require)
-        finally:
-            _say_run_state(args, src)
-
-
-def _say_run_state(args, src) -> None:
-    """After --gdb without --resume/--no-resume: what was done with the
-    guest that attaching stopped, and how allocview knew."""
-    state = getattr(src, "run_state", None)
-    if state and args.resume is None:
-        print(f"allocview: the guest was {state}", file=sys.stderr)
-
-
-def snapshot_from(args, src, program, keep: list | None = None,
-                  require: bool = True) -> Snapshot:
-    return inspection_from(args, src, program, keep, require).snapshot
-
-
-def inspection_from(args, src, program, keep: list | None = None, require: bool = True):
+def inspection_from(args, src, program, keep: list | None = None, require: bool = True,
+                    load_offset: int | None = None):
     """Locate the program, decode through an open source (progress shown
     when it is slow), and make sure there was something to check
     (NothingToCheck otherwise); `keep` gets every range read."""
@@ -256,9 +235,10 @@ def inspection_from(args, src, program, keep: list | None = None, require: bool 
     shown = ReadProgress.on_stderr(src, src.name)
     mem = CachedMemory(shown, record=keep is not None)
     try:
-        found = inspect(mem, program, format=None if args.format == "auto" else args.format,
-                        phys_offset=args.phys_offset, load_offset=args.load_offset,
-                        guest_machine=src.guest_machine(), require=require)
+        found = inspect(mem, program, format=_format(args), phys_offset=args.phys_offset,
+                        load_offset=args.load_offset if load_offset is None else load_offset,
+                        guest_machine=src.guest_machine(),
+                        require=require)
     finally:
         shown.close()
     if keep is not None:
@@ -266,184 +246,158 @@ def inspection_from(args, src, program, keep: list | None = None, require: bool 
     return found
 
 
-# ---------------------------------------------------------------- output
-def _color(args) -> bool:
-    return not args.no_color and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+class CliContext:
+    """allocview.commands.Context on the command line: the source the
+    options name, opened on first use and kept open until the command is
+    done (a --gdb source then resumes the guest as it was)."""
+
+    def __init__(self, args):
+        self.args = args
+        self._stack = ExitStack()
+        self._src = None
+        self._program = None
+        self._inspection = None
+
+    # the program and the source
+    def program(self):
+        if self._program is None:
+            self._program = _program(self.args)     # a bad ELF fails before a guest is touched
+        return self._program
+
+    def source(self):
+        if self._src is None:
+            prog = self.program()
+            self._src = self._stack.enter_context(_open(self.args, arch=prog.arch))
+            self._stack.callback(self._say_run_state, self._src)
+        return self._src
+
+    def _say_run_state(self, src) -> None:
+        """After --gdb without --resume/--no-resume: what was done with the
+        guest that attaching stopped, and how allocview knew."""
+        state = getattr(src, "run_state", None)
+        if state and self.args.resume is None:
+            print(f"allocview: the guest was {state}", file=sys.stderr)
+
+    def close(self) -> None:
+        self._stack.close()
+
+    def inspection(self):
+        if self._inspection is None:
+            self._inspection = inspection_from(self.args, self.source(), self.program(),
+                                               require=False)
+        return self._inspection
+
+    # Context
+    def snapshot(self, require: bool = True):
+        from .inspect import require_checkable
+        found = self.inspection()
+        if require:
+            require_checkable(found, self.args.load_offset)
+        return found.snapshot
+
+    def placement(self):
+        return self.inspection().placement
+
+    def arch(self) -> str:
+        return self.program().arch
+
+    def load_offset(self) -> int | None:
+        return self.args.load_offset
+
+    def phys_offset(self) -> int:
+        return self.args.phys_offset
+
+    def resolve(self, ref: str, load_offset: int | None = None):
+        """A dump file (the CLI keeps no named snapshots); `load_offset`:
+        where the program sits in it, when known (a trace says)."""
+        if not os.path.exists(ref):
+            raise CommandError(f"{ref}: no such dump file")
+        prog = self.program()
+        with _open(self.args, dump=ref, arch=prog.arch) as src:
+            return inspection_from(self.args, src, prog, require=False,
+                                   load_offset=load_offset).snapshot
+
+    def recorded(self):
+        kept: list = []
+        snap = inspection_from(self.args, self.source(), self.program(), keep=kept,
+                               require=False).snapshot
+        off = self.args.phys_offset
+        return snap, sorted((addr - off, data) for addr, data in kept)
+
+    def width(self) -> int:
+        try:
+            return max(60, min(os.get_terminal_size().columns, 200))
+        except OSError:
+            return 100
+
+    def confirm(self, question: str) -> bool:
+        if not sys.stdin.isatty():
+            raise CommandError("this writes guest memory; pass --yes")
+        try:
+            return input(f"allocview: {question} [y/N] ").strip().lower() in ("y", "yes")
+        except EOFError:
+            return False
+
+    def progress(self, line: str) -> None:
+        print(f"allocview: {line}" if not line.startswith(" ") else line, file=sys.stderr)
+
+    # drive: a gdb stub kept open from the start state to the end
+    def drive_start(self):
+        from .inspect import inspect
+        from .sources.gdbmi import GdbMiSource
+        if not self.args.gdb:
+            raise CommandError("drive needs a gdb stub: --gdb HOST:PORT")
+        src = self.source()
+        assert isinstance(src, GdbMiSource)
+        mem = CachedMemory(src, record=True)
+        found = inspect(mem, self.program(), format=_format(self.args),
+                        phys_offset=self.args.phys_offset, load_offset=self.args.load_offset,
+                        search=False, require=False)
+        self._drive = found
+        return found.snapshot, mem.ranges(), found.program
+
+    @contextmanager
+    def drive_guest(self, timeout: float):
+        from .drive_mi import MiGuest
+        yield MiGuest(self.source(), timeout)
+
+    def decode_now(self):
+        from model.snapshot import decode
+        start, _placement, prog = self._drive
+        return decode(self.source(), prog.layout, prog.symbols["areas"],
+                      prog.symbols["areas_mask"], format=start.layout.format,
+                      phys_offset=self.args.phys_offset).state()
 
 
-def _width() -> int:
-    try:
-        return max(60, min(os.get_terminal_size().columns, 200))
-    except OSError:
-        return 100
-
-
-def _show(args, doc: render.Doc) -> None:
-    sys.stdout.write(render.to_text(doc, color=_color(args), width=_width()))
-
-
-def _json(obj) -> None:
-    sys.stdout.write(json.dumps(obj, indent=1) + "\n")
-
-
-def _area_bits(names: list[str], snap: Snapshot) -> int:
-    return snap.layout.area_bits(names)
-
-
-# --------------------------------------------------------------- commands
-def _unchecked_json(args, e) -> None:
-    """With --json, a document that says nothing was checked, and why."""
-    if args.json:
-        doc = {"schema": SCHEMA_VERSION, "unchecked": e.unchecked.to_json()}
-        if e.placement is not None:
-            doc["program"] = e.placement.to_json()
-        _json(doc)
-
-
-def run_report(args) -> int:
-    from .inspect import NothingToCheck
-    try:
-        inspected = inspection_of(args)
-    except NothingToCheck as e:
-        _unchecked_json(args, e)
-        raise
-    snap = inspected.snapshot
-    found = check(snap)
-    if args.json:
-        _json(report(snap, found, inspected.placement))
-    else:
-        _show(args, render.areas_view(snap, stats(snap)).extend(render.findings_view(found)))
-    return EXIT_FINDINGS if errors(found) else EXIT_OK
-
-
-def run_check(args) -> int:
-    from .inspect import NothingToCheck
-    try:
-        snap = snapshot_of(args)
-    except NothingToCheck as e:
-        _unchecked_json(args, e)
-        raise
-    found = check(snap)
-    if args.json:
-        _json([f.to_json() for f in found])
-    else:
-        _show(args, render.findings_view(found))
-    return EXIT_FINDINGS if errors(found) else EXIT_OK
-
-
-def run_areas(args) -> int:
-    snap = snapshot_of(args)
-    if args.json:
-        _json(report(snap, [])["areas"])
-    else:
-        _show(args, render.areas_view(snap, stats(snap)))
-    return EXIT_OK
-
-
-def run_lists(args) -> int:
-    snap = snapshot_of(args)
-    if args.json:
-        _json({str(a.slot): {str(k): {"nodes": list(w.nodes), "end": w.end}
-                             for k, w in enumerate(a.freelists)
-                             if w.nodes or not w.complete}
-               for a in snap.areas if a.decoded and (args.slot is None or a.slot == args.slot)})
-    else:
-        _show(args, render.lists_view(snap, args.slot, args.order, args.nodes))
-    return EXIT_OK
-
-
-def run_page(args) -> int:
-    info = describe_page(snapshot_of(args), args.address)
-    if args.json:
-        _json(info)
-    else:
-        _show(args, render.page_view(info))
-    return EXIT_OK
-
-
-def run_stats(args) -> int:
-    snap = snapshot_of(args)
-    st = stats(snap)
-    if args.json:
-        _json([s.to_json() for s in st])
-    else:
-        _show(args, render.stats_view(snap, st))
-    return EXIT_OK
-
-
-def run_why(args) -> int:
-    snap = snapshot_of(args)
-    flags = (FLAG_FRESH if args.fresh else 0) | _area_bits(args.area, snap)
-    w = why(snap, args.order, args.align, flags)
-    if args.json:
-        _json(w.to_json())
-    else:
-        req = f"alloc order {args.order}" + (f" align {args.align}" if args.align is not None else "")
-        _show(args, render.why_view(w, req + (f" flags {flags:#x}" if flags else "")))
-    return EXIT_OK
-
-
-def run_map(args) -> int:
-    snap = snapshot_of(args)
-    if args.svg or args.html:
-        svg = render.map_svg(snap, args.slot)
-        for path, text in ((args.svg, svg), (args.html, render.map_html(snap, svg))):
-            if path:
-                with open(path, "w") as f:
-                    f.write(text)
-                print(f"allocview: map written to {path}", file=sys.stderr)
-        return EXIT_OK
-    if args.json:
-        _json({str(a.slot): [c.name.lower() for c in render.map_cells(a, snap.layout.encoding,
-                                                                       min(a.pages, 512))]
-               for a in snap.areas if a.decoded})
-    else:
-        _show(args, render.map_view(snap, args.slot, _width(), args.rows))
-    return EXIT_OK
-
-
-def run_diff(args) -> int:
-    a = snapshot_of(args, dump=args.a, require=False)
-    b = snapshot_of(args, dump=args.b, require=False)
-    changes = diff(a, b)
-    if args.json:
-        _json([c.to_json() for c in changes])
-    else:
-        _show(args, render.diff_view(changes, args.a, args.b))
-    return EXIT_OK
-
-
-def run_save(args) -> int:
-    from .dumpwrite import write_elf_dump
-    kept: list = []
-    snap = snapshot_of(args, keep=kept)
-    segments = sorted((addr - args.phys_offset, data) for addr, data in kept)
-    write_elf_dump(args.file, segments, arch=snap.layout.arch.name, partial=True)
-    print(f"allocview: saved {len(segments)} ranges ({sum(len(d) for _, d in segments)} bytes) "
-          f"to {args.file}", file=sys.stderr)
-    return EXIT_OK
-
-
-def run_watch(args) -> int:
+# -------------------------------------------------------- CLI-only commands
+@command("watch", "Refresh the areas and the map of a running guest.",
+         "Reads the guest every --interval seconds (QMP pauses it only while reading; a "
+         "--memfile alone never pauses it) and redraws the areas and the map.",
+         arg("--interval", type=float, default=2.0, metavar="SECONDS",
+             help="seconds between refreshes"),
+         arg("--count", type=int, default=0, metavar="N", help="stop after N refreshes (0: never)"),
+         json=False, only="cli")
+def run_watch(ctx, args) -> Result:
+    from model.stats import stats
     if args.dump:
-        raise AllocviewError("watch needs a live guest: --qmp or --memfile")
+        raise CommandError("watch needs a live guest: --qmp or --memfile")
     if args.qmp and not args.memfile and not args.gdb:
         # one connection for every refresh; the guest paused per snapshot only
         from .sources.qmp import QmpSource
-        with QmpSource(args.qmp, phys_offset=args.phys_offset, host_memory=not args.pmemsave,
-                       timeout=args.timeout, pause=False) as src:
-            how = "QEMU's memory" if src.host is not None else "pmemsave"
-            return _watch(args, lambda: _paused_snapshot(args, src), how)
-    return _watch(args, lambda: snapshot_of(args), "the RAM file" if args.memfile else "")
+        src = ctx._stack.enter_context(
+            QmpSource(args.qmp, phys_offset=args.phys_offset, host_memory=not args.pmemsave,
+                      timeout=args.timeout, pause=False))
+        how = "QEMU's memory" if src.host is not None else "pmemsave"
 
+        def take():
+            with src.paused():
+                return inspection_from(args, src, ctx.program()).snapshot
+    else:
+        how = "the RAM file" if args.memfile else ""
 
-def _paused_snapshot(args, src) -> Snapshot:
-    program = _program(args)
-    with src.paused():
-        return snapshot_from(args, src, program)
-
-
-def _watch(args, take, how: str) -> int:
+        def take():
+            with _open(args, arch=ctx.program().arch) as src:
+                return inspection_from(args, src, ctx.program()).snapshot
     n = 0
     while True:
         t = time.perf_counter()
@@ -453,143 +407,96 @@ def _watch(args, take, how: str) -> int:
         doc = render.Doc().line(f"allocview watch: {time.strftime('%H:%M:%S')}, read{via} in "
                                 f"{took * 1000:.0f} ms (guest paused only while reading)")
         doc.extend(render.areas_view(snap, stats(snap)))
-        doc.extend(render.map_view(snap, None, _width(), 4))
+        doc.extend(render.map_view(snap, None, ctx.width(), 4))
         if sys.stdout.isatty():
             sys.stdout.write("\x1b[H\x1b[2J")
         _show(args, doc)
         sys.stdout.flush()
         n += 1
         if args.count and n >= args.count:
-            return EXIT_OK
+            return Result(None, render.Doc())
         time.sleep(args.interval)
 
 
-def _known(path: str | None) -> frozenset[str]:
-    from model.drive_io import read_known
-    return read_known(path)
-
-
-def run_replay(args) -> int:
-    from model.reference import Allocator
-    from model.replay import replay
-    from model.trace import read_trace
-
-    trace = read_trace(args.trace)
-    prog = _program(args)
-    if args.load_offset is None and prog.relocatable and "areas" in trace.header:
-        # the trace holds the guest's own address of areas[]
-        args.load_offset = trace.header["areas"] - prog.symbols["areas"]
-    prog = prog.relocated(args.load_offset or 0)
-    areas, mask = prog.symbols["areas"], prog.symbols["areas_mask"]
-    start = args.start or (args.trace + ".start.elf" if os.path.exists(args.trace + ".start.elf")
-                           else None)
-    if start:
-        snap = snapshot_of(args, dump=start, require=False)
-        al = Allocator.from_state(snap.layout, list(snap.state()), snap.areas_mask or 0,
-                                  areas_addr=areas, mask_addr=mask, phys_offset=args.phys_offset)
-    else:
-        al = Allocator(prog.layout, areas_addr=areas, mask_addr=mask,
-                       phys_offset=args.phys_offset)
-    against = snapshot_of(args, dump=args.against).state() if args.against else None
-    t = time.perf_counter()
-    res = replay(al, trace.calls, trace.states, against, mode=args.mode,
-                 accepted=_known(args.known))
-    took = time.perf_counter() - t
-    verdict = _replay_verdict(res, against is not None, len(trace.calls))
-    if args.json:
-        _json({"calls": res.calls, "compared": res.compared, "end_state_checked": against
-               is not None, "seconds": round(took, 3), "verdict": verdict,
-               "divergence": res.divergence.to_json() if res.divergence else None})
-    else:
-        doc = render.Doc()
-        doc.line(f"replayed {res.calls} of {len(trace.calls)} calls in {took:.2f} s, "
-                 f"{res.compared} state comparison(s)")
-        if res.divergence is None:
-            doc.line((verdict, "green" if res.compared else "yellow"))
-        else:
-            d = res.divergence
-            doc.line(("divergence ", "bold red"), *[(w, "") for w in d.words()[:1]])
-            for w in d.words()[1:]:
-                doc.line(w)
-        _show(args, doc)
-    return EXIT_FINDINGS if res.divergence else EXIT_OK
-
-
-def _replay_verdict(res, end_checked: bool, calls: int) -> str:
-    """What a replay without divergence may claim: results only, or state."""
-    if res.divergence is not None:
-        return "divergence"
-    if not res.compared:
-        return (f"every result of the {calls} calls is the model's; no state was compared "
-                f"(the trace holds no states and no --against end state was given), so "
-                f"the guest's metadata and lists were not checked")
-    if not end_checked:
-        return (f"no divergence in {res.compared} state comparison(s) and every result; the "
-                f"end state was not checked (give --against DUMP)")
-    return "no divergence: the guest follows the design"
-
-
-def run_drive(args) -> int:
-    from model.drive import generate
-    from model.drive_io import drive_session, drive_words
-
-    from .drive_mi import MiGuest
-    from .dumpwrite import write_elf_dump
-    from .sources.gdbmi import GdbMiSource
-
-    if not args.gdb:
-        raise AllocviewError("drive needs a gdb stub: --gdb HOST:PORT")
-    if not args.yes:
-        raise AllocviewError("drive calls the guest's allocator and writes guest memory; "
-                             "pass --yes")
-    from .inspect import inspect
-
-    prog = _program(args)
-    fmt = None if args.format == "auto" else args.format
-    accepted = _known(args.known)
-    with _open(args, arch=prog.arch) as src:
-        assert isinstance(src, GdbMiSource)
-        mem = CachedMemory(src, record=True)
-        found = inspect(mem, prog, format=fmt, phys_offset=args.phys_offset,
-                        load_offset=args.load_offset, search=False)
-        start, prog = found.snapshot, found.program
-        areas, mask, layout = prog.symbols["areas"], prog.symbols["areas_mask"], prog.layout
-        image = mem.ranges()
-        if errors(check(start)):
-            raise AllocviewError("the allocator already breaks the design here (see `check`)")
-        ops = generate(args.seed, args.ops, start.layout, start, mix=args.mix,
-                       area_bits=_area_bits(args.area, start))
-        arch = start.layout.arch.name
-        header = {"arch": arch, "format": start.layout.format, "areas": areas,
-                  "areas_mask": mask, "source": "allocview drive", "seed": args.seed}
-        out = drive_session(
-            MiGuest(src, args.call_timeout), start, image, ops, mode=args.mode, accepted=accepted,
-            shrink_it=not args.no_shrink, prefix=args.out, header=header,
-            write_dump=lambda p, img: write_elf_dump(p, img, arch=arch, partial=True),
-            decode_end=lambda: decode(src, layout, areas, mask, format=start.layout.format,
-                                      phys_offset=args.phys_offset).state())
-    if args.json:
-        _json(out)
-    else:
-        doc = render.Doc()
-        for w in drive_words(out):
-            doc.line(w)
-        _show(args, doc)
-    return EXIT_FINDINGS if out["divergence"] else EXIT_OK
-
-
-COMMANDS = {"report": run_report, "check": run_check, "areas": run_areas, "lists": run_lists,
-            "page": run_page, "stats": run_stats, "why": run_why, "map": run_map,
-            "diff": run_diff, "save": run_save, "watch": run_watch,
-            "replay": run_replay, "drive": run_drive}
-
-
-def _run_suite(args) -> int:
+@command("suite", "One table over the reports of an allocview-qemu run.",
+         "Every test allocview-qemu reported on (ALLOCVIEW_REPORT_DIR): its verdict, error "
+         "and warning counts and first finding; --junit FILE writes JUnit XML for CI (one "
+         "testcase a test, a failure for error findings). Exit status 1 when some test has "
+         "error findings, 2 when there are no reports.",
+         arg("report_dir", metavar="REPORT_DIR", complete="file",
+             help="ALLOCVIEW_REPORT_DIR of an allocview-qemu run"),
+         arg("--junit", metavar="FILE", complete="file",
+             help="also write JUnit XML (one testcase a test)"),
+         arg("--html", metavar="FILE", complete="file",
+             help="also write the suite as one HTML page, each test linked to its own page "
+                  "(write it into REPORT_DIR: the links are relative)"),
+         only="cli")
+def run_suite(ctx, args) -> Result:
     from . import suite
-    return suite.run(args)
+    return suite.run(args.report_dir, args.junit, args.html)
 
 
-COMMANDS["suite"] = _run_suite
+@command("sources", "Explain where allocview reads guest memory from.",
+         "The source and program options, which go before or after any command.",
+         json=False, only="cli")
+def run_sources(ctx, args) -> Result:
+    doc = render.Doc()
+    for line in SOURCES_HELP.splitlines():
+        doc.line(line)
+    return Result(None, doc)
+
+
+@command("gdb-init", "Print the gdb command that loads allocview's `alloc` commands.",
+         "Put its output in ~/.gdbinit, or run it in gdb: `source` of the extension this "
+         "allocview installed (gdb's own Python loads it; see README for versions).",
+         json=False, only="cli")
+def run_gdb_init(ctx, args) -> Result:
+    from . import gdb_script
+    return Result({"source": gdb_script()}, render.Doc().line(f"source {gdb_script()}"))
+
+
+# ---------------------------------------------------------------- output
+def _color(args) -> bool:
+    return not args.no_color and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+
+
+def _show(args, doc: render.Doc) -> None:
+    try:
+        width = max(60, min(os.get_terminal_size().columns, 200))
+    except OSError:
+        width = 100
+    sys.stdout.write(render.to_text(doc, color=_color(args), width=width))
+
+
+def _write_json(data, where: str) -> None:
+    text = json.dumps(data, indent=1) + "\n"
+    if where == "-":
+        sys.stdout.write(text)
+    else:
+        with open(where, "w") as f:
+            f.write(text)
+        print(f"allocview: JSON written to {where}", file=sys.stderr)
+
+
+def run(cmd: Command, args) -> int:
+    """One command: its result as text or JSON, its exit status."""
+    from .inspect import NothingToCheck
+    ctx = CliContext(args)
+    json_to = getattr(args, "json", None)
+    try:
+        try:
+            result = cmd.run(ctx, args)
+        finally:
+            ctx.close()
+    except NothingToCheck as e:
+        if json_to:
+            _write_json(unchecked_json(e), json_to)
+        raise
+    if json_to:
+        _write_json(result.data, json_to)
+    else:
+        _show(args, result.doc)
+    return result.status
 
 
 # Options whose value may be a negative number ("-0x1000"), which argparse
@@ -608,10 +515,14 @@ def _signed_values(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .commands import COMMANDS
     parser = build_parser()
-    args = parser.parse_args(_signed_values(sys.argv[1:] if argv is None else list(argv)))
     try:
-        return COMMANDS[args.command](args)
+        args = parser.parse_args(_signed_values(sys.argv[1:] if argv is None else list(argv)))
+    except BrokenPipeError:            # --help, --print-completion into `head`
+        return EXIT_OK
+    try:
+        return run(COMMANDS[args.command], args)
     except AllocviewError as e:
         print(f"allocview: {e}", file=sys.stderr)
         return EXIT_CANNOT

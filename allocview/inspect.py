@@ -23,7 +23,8 @@ from model.program import Program
 from model.snapshot import Snapshot, decode
 
 
-__all__ = ["Inspection", "NothingToCheck", "inspect", "locate", "machine_mismatch"]
+__all__ = ["Inspection", "NothingToCheck", "inspect", "locate", "machine_mismatch",
+           "require_checkable"]
 
 
 class NothingToCheck(AllocviewError):
@@ -43,6 +44,9 @@ class Inspection:
     snapshot: Snapshot
     placement: Placement | None
     program: Program
+
+    def __iter__(self):
+        return iter((self.snapshot, self.placement, self.program))
 
 
 def machine_mismatch(guest_machine: tuple[str, int, str] | None, program: Program) -> str | None:
@@ -94,12 +98,22 @@ def inspect(memory: Memory, program: Program, *, format: str | None = None,
         program, placement = locate(memory, program, load_offset=load_offset, search=search)
     snap = decode(memory, program.layout, program.symbols["areas"],
                   program.symbols["areas_mask"], format=format, phys_offset=phys_offset)
-    unchecked = assess(snap) if require else None
-    if unchecked is not None:
-        found = placement.found if placement is not None else None
-        if load_offset is not None and found is False:
-            unchecked = Unchecked("program-mismatch", f"--load-offset {load_offset:#x} puts "
-                                  f"{program.name}'s code where it is not, and "
-                                  f"{unchecked.reason[0].lower()}{unchecked.reason[1:]}")
-        raise NothingToCheck(with_cause(unchecked, found), snap, placement)
-    return Inspection(snap, placement, program)
+    inspection = Inspection(snap, placement, program)
+    if require:
+        require_checkable(inspection, load_offset)
+    return inspection
+
+
+def require_checkable(inspection: Inspection, load_offset: int | None = None) -> None:
+    """Raise NothingToCheck when the state read holds nothing to check (not
+    initialised, not an allocator), with what placement found as cause."""
+    snap, placement, program = inspection
+    unchecked = assess(snap)
+    if unchecked is None:
+        return
+    found = placement.found if placement is not None else None
+    if load_offset is not None and found is False:
+        unchecked = Unchecked("program-mismatch", f"--load-offset {load_offset:#x} puts "
+                              f"{program.name}'s code where it is not, and "
+                              f"{unchecked.reason[0].lower()}{unchecked.reason[1:]}")
+    raise NothingToCheck(with_cause(unchecked, found), snap, placement)

@@ -18,7 +18,7 @@ from model.stats import AreaStats, Why
 
 from .picture import human_size
 
-__all__ = ["Doc", "Table", "emit", "to_text", "areas_view", "lists_view", "findings_view",
+__all__ = ["Doc", "Table", "to_text", "areas_view", "lists_view", "findings_view",
            "stats_view", "why_view", "map_view", "page_view", "diff_view", "human_size"]
 
 Span = tuple[str, str]          # (text, style); style "" is plain
@@ -68,10 +68,6 @@ def to_text(doc: Doc, *, color: bool = False, width: int = 100) -> str:
     except ImportError:
         return _plain(doc)
     return _rich(doc, width)
-
-
-def emit(doc: Doc, write, *, color: bool = False, width: int = 100) -> None:
-    write(to_text(doc, color=color, width=width))
 
 
 def _cell_text(c: str | Span) -> str:
@@ -146,31 +142,50 @@ def areas_view(snap: Snapshot, stats: list[AreaStats]) -> Doc:
     return doc
 
 
-def lists_view(snap: Snapshot, slot: int | None = None, order: int | None = None,
+def lists_view(snap: Snapshot, slots: set[int] | None = None, order: int | None = None,
                limit: int = 8) -> Doc:
+    """The free lists node by node: per area, each non-empty (or broken)
+    list's first `limit` nodes with the status and order their metadata
+    byte gives, and how the walk ended."""
     doc = Doc()
     for a in snap.areas:
-        if not a.decoded or (slot is not None and a.slot != slot):
+        if not a.decoded or (slots is not None and a.slot not in slots):
             continue
-        t = Table(["order", "blocks", "pages", "nodes (from head.next)", "end"], right={0, 1, 2},
-                  title=f"area {a.slot} {a.name}: free lists")
+        t = Table(["order", "#", "node", "byte", "block"], right={0, 1},
+                  title=f"area {a.slot} {a.name}: free lists from head.next")
         for k, w in enumerate(a.freelists):
             if order is not None and k != order:
                 continue
             if not w.nodes and w.complete and order is None:
                 continue
-            shown = ", ".join(f"{n:#x}" for n in w.nodes[:limit])
+            for i, n in enumerate(w.nodes[:limit]):
+                t.add(str(k) if i == 0 else "", str(i), f"{n:#x}", *_node_block(snap, a, n, k))
             if len(w.nodes) > limit:
-                shown += f", ... (+{len(w.nodes) - limit})"
-            end = ("ok", "") if w.complete else (f"{w.end} at {w.end_pointer:#x}", "bold red")
-            t.add(str(k), str(len(w.nodes)), str(len(w.nodes) << k), shown or "(empty)", end)
-        doc.table(t)
+                t.add("", "", f"... {len(w.nodes) - limit} more", "", "")
+            end = (f"{len(w.nodes)} node(s), back at the head", "dim") if w.complete else \
+                (f"{len(w.nodes)} node(s), then {w.end} at {w.end_pointer:#x}", "bold red")
+            t.add(str(k) if not w.nodes else "", "", end, "", "")
+        if t.rows:
+            doc.table(t)
     if not doc.parts:
-        doc.line(("no such area or list", "yellow"))
+        doc.line(("no such area, or no free block on its lists", "yellow"))
     return doc
 
 
-def findings_view(findings: list[Finding], *, explain: bool = True) -> Doc:
+def _node_block(snap: Snapshot, a: AreaSnapshot, node: int, k: int) -> tuple:
+    """The metadata byte of a list node's page and what it says."""
+    i = snap.pfn(node) - a.base
+    if a.metadata is None or not 0 <= i < len(a.metadata):
+        return "", ("outside the area", "bold red")
+    b = a.metadata[i]
+    st, o = snap.layout.encoding.table[b]
+    ok = st.is_free and o == k
+    return f"{b:#04x}", (f"{st.name.lower()}, order {o}", "" if ok else "bold red")
+
+
+def findings_view(findings: list[Finding], *, limit: int | None = 20,
+                  explain: bool = True) -> Doc:
+    """Findings grouped by code, `limit` per code (None: all)."""
     doc = Doc()
     if not findings:
         return doc.line(("no findings", "green"))
@@ -186,12 +201,14 @@ def findings_view(findings: list[Finding], *, explain: bool = True) -> Doc:
         doc.line((f"{sev}", SEVERITY_STYLE[sev]), (f" {code}", "bold"),
                  (f" ({len(fs)})" if len(fs) > 1 else "", ""),
                  (f": {CODES.get(code, '')}" if explain else "", "dim"))
-        for f in fs[:20]:
+        shown = fs if limit is None else fs[:limit]
+        for f in shown:
             where = f"slot {f.slot} " if f.slot is not None else ""
             addr = f"{f.address:#x} " if f.address is not None else ""
             doc.line("  ", (where + addr, "cyan"), f.message)
-        if len(fs) > 20:
-            doc.line(f"  ... {len(fs) - 20} more")
+        if len(fs) > len(shown):
+            doc.line(f"  ... {len(fs) - len(shown)} more (--all, or narrow with --code, "
+                     f"--area, --from, --to)")
     return doc
 
 
@@ -299,15 +316,42 @@ def page_view(info: dict) -> Doc:
     return doc
 
 
-def diff_view(events: list, name_a: str, name_b: str) -> Doc:
+def diff_view(events: list, name_a: str, name_b: str, limit: int | None = 50) -> Doc:
+    """Changes, with runs of like changes (same kind and order at evenly
+    spaced addresses) merged into one row."""
     doc = Doc()
     if not events:
         return doc.line(f"no change between {name_a} and {name_b}")
-    doc.line(f"{len(events)} change(s) from {name_a} to {name_b}:")
+    runs = _runs(events)
+    doc.line(f"{len(events)} change(s) from {name_a} to {name_b}"
+             + (f", in {len(runs)} runs" if len(runs) < len(events) else "") + ":")
     t = Table(["what", "address", "order", "detail"], right={2})
+    shown = runs if limit is None else runs[:limit]
+    for first, n, step in shown:
+        addr = f"{first.address:#x}" if n == 1 else \
+            f"{first.address:#x}..{first.address + (n - 1) * step:#x} ({n}, every {step:#x})"
+        t.add((first.kind, "bold"), addr, str(first.order), first.detail if n == 1 else
+              f"{n} blocks: " + first.detail)
+    doc.table(t)
+    if len(runs) > len(shown):
+        doc.line(f"... {len(runs) - len(shown)} more rows (--limit)")
+    return doc
+
+
+def _runs(events: list) -> list[tuple]:
+    """(first change, count, address step) per run of changes of one kind
+    and order at evenly spaced addresses."""
+    runs: list[list] = []
     for e in events:
-        t.add((e.kind, "bold"), f"{e.address:#x}", str(e.order), e.detail)
-    return doc.table(t)
+        if runs:
+            first, n, step = runs[-1]
+            last = first.address + (n - 1) * step
+            same = e.kind == first.kind and e.order == first.order and e.address > last
+            if same and (n == 1 or e.address - last == step):
+                runs[-1] = [first, n + 1, e.address - last if n == 1 else step]
+                continue
+        runs.append([e, 1, 0])
+    return [tuple(r) for r in runs]
 
 
 def map_svg(snap: Snapshot, slot: int | None = None, cols: int = 128, cell: int = 6,

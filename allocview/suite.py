@@ -9,7 +9,6 @@ Exit status: 0 no test has error findings, 1 some test has, 2 no reports
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -22,17 +21,9 @@ from . import render
 from .schema import report_problem
 from .wrapper.results import report_facts
 
-__all__ = ["add_arguments", "run", "main", "load_reports", "suite_rows", "junit_xml", "suite_html"]
+__all__ = ["run", "main", "load_reports", "suite_rows", "junit_xml", "suite_html"]
 
-EXIT_OK, EXIT_FINDINGS, EXIT_CANNOT = 0, 1, 2
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("report_dir", metavar="REPORT_DIR",
-                   help="ALLOCVIEW_REPORT_DIR of an allocview-qemu run")
-    p.add_argument("--json", action="store_true", help="the rows and totals as JSON on stdout")
-    p.add_argument("--junit", metavar="FILE", help="also write JUnit XML (one testcase a test)")
-    p.add_argument("--no-color", action="store_true", help="plain text")
+EXIT_OK, EXIT_FINDINGS = 0, 1
 
 
 # ---------------------------------------------------------------- reading
@@ -268,48 +259,33 @@ _SUITE_CSS = (
 
 
 # ---------------------------------------------------------------- command
-def run(args: argparse.Namespace) -> int:
-    if not os.path.isdir(args.report_dir):
-        print(f"allocview: {args.report_dir}: no such report directory", file=sys.stderr)
-        return EXIT_CANNOT
-    docs, bad = load_reports(args.report_dir)
+def run(report_dir: str, junit: str | None = None, html: str | None = None):
+    """`allocview suite`: the table as a commands.Result; JUnit XML and the
+    HTML page written when asked."""
+    from .commands import CommandError, Result
+    if not os.path.isdir(report_dir):
+        raise CommandError(f"{report_dir}: no such report directory")
+    docs, bad = load_reports(report_dir)
     for line in bad:
         print(f"allocview: {line}", file=sys.stderr)
     if not docs:
-        print(f"allocview: {args.report_dir}: no allocview-qemu reports", file=sys.stderr)
-        return EXIT_CANNOT
+        raise CommandError(f"{report_dir}: no allocview-qemu reports")
     rows = suite_rows(docs)
-    if args.junit:
-        with open(args.junit, "wb") as f:
+    if junit:
+        with open(junit, "wb") as f:
             f.write(junit_xml(docs))
-    if args.json:
-        sys.stdout.write(json.dumps({"tests": rows, "totals": totals(rows)}, indent=1) + "\n")
-    else:
-        color = not args.no_color and sys.stdout.isatty() and "NO_COLOR" not in os.environ
-        sys.stdout.write(render.to_text(suite_view(rows), color=color, width=_width()))
-    return EXIT_FINDINGS if any(r["errors"] for r in rows) else EXIT_OK
-
-
-def _width() -> int:
-    try:
-        return max(60, min(os.get_terminal_size().columns, 200))
-    except OSError:
-        return 120
+    if html:
+        with open(html, "w") as f:
+            f.write(suite_html(docs, report_dir))
+    return Result({"tests": rows, "totals": totals(rows)}, suite_view(rows),
+                  EXIT_FINDINGS if any(r["errors"] for r in rows) else EXIT_OK)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="allocview suite", description=__doc__.split("\n\n")[0])
-    add_arguments(p)
-    try:
-        return run(p.parse_args(argv))
-    except BrokenPipeError:
-        return EXIT_OK
-    except OSError as e:
-        print(f"allocview: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
-        return EXIT_CANNOT
+    """`python -m allocview.suite ...` is `allocview suite ...`."""
+    from .cli import main as cli_main
+    return cli_main(["suite", *(sys.argv[1:] if argv is None else argv)])
 
-
-run_suite = run
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -30,10 +30,10 @@ def _load() -> None:
     if getattr(gdb, "_allocview_registered", False):
         return
     try:
-        from gdbext import commands, printers
+        from gdbext import frontend, printers
     except ImportError as e:
         raise gdb.GdbError(f"allocview: cannot load ({e}); is {_ROOT} a whole checkout?")
-    commands.register()
+    frontend.register()
     printers.register()
     gdb._allocview_registered = True
 

@@ -93,7 +93,7 @@ class _PageFunction(gdb.Function):
         self.key, self.default = key, default
 
     def invoke(self, addr):
-        from .commands import current
+        from .context import current
         info = describe_page(current(), int(addr))
         return info.get(self.key, self.default) if info.get("block") is not None else self.default
 

@@ -19,8 +19,10 @@ from model.layout import Layout, layout_for
 from model.placement import Placement, place
 from model.program import Program
 
-__all__ = ["GdbMemory", "Program", "program", "placed", "relocation_command", "forget", "HOST",
-           "host_memory", "memory", "forget_host"]
+from .session import session
+
+__all__ = ["GdbMemory", "Program", "program", "placed", "relocation_command", "unmoved_symbols",
+           "host_memory", "memory", "address_of"]
 
 
 class GdbMemory:
@@ -43,27 +45,12 @@ class GdbMemory:
 
 # ----------------------------------------------- the QEMU process behind the stub
 
-class _HostState:
-    mode = "auto"                      # "auto": use the QEMU process when possible; "stub"
-    key: tuple | None = None           # (connection number, port) it was found for
-    memory: HostMemory | None = None
-    why_not = "not tried yet"
-
-
-HOST = _HostState()
-
-
-def forget_host(*_args) -> None:
-    if HOST.memory is not None:
-        HOST.memory.close()
-    HOST.memory, HOST.key, HOST.why_not = None, None, "not tried yet"
-
-
 def refuse_host(reason: str) -> None:
     """Stop using the QEMU process for this connection, saying why."""
-    if HOST.memory is not None:
-        HOST.memory.close()
-    HOST.memory, HOST.why_not = None, reason
+    host = session().host
+    if host.memory is not None:
+        host.memory.close()
+    host.memory, host.why_not = None, reason
 
 
 def _monitor(lines: list[str]) -> list[str]:
@@ -81,30 +68,32 @@ def host_memory() -> HostMemory | None:
     when it runs on this host as this user (found once per connection:
     the stub's TCP port, then HMP `info mtree -f` and `gpa2hva` through
     `monitor`, sent only once a local QEMU owns that port). None, with
-    HOST.why_not, otherwise."""
-    if HOST.mode != "auto":
-        HOST.why_not = "off (alloc source stub)"
+    the session's host.why_not, otherwise."""
+    s = session()
+    host = s.host
+    if host.mode != "auto":
+        host.why_not = "off (set alloc source stub)"
         return None
     inf = gdb.selected_inferior()
     conn = getattr(inf, "connection", None)
     details = getattr(conn, "details", None) or ""
     key = (getattr(inf, "connection_num", None), details)
-    if key == HOST.key:
-        return HOST.memory
-    forget_host()
-    HOST.key = key
+    if key == host.key:
+        return host.memory
+    s.forget_host()
+    host.key = key
     if getattr(conn, "type", None) not in ("remote", "extended-remote"):
-        HOST.why_not = f"the target is not a gdb stub on a TCP port ({details or 'none'})"
+        host.why_not = f"the target is not a gdb stub on a TCP port ({details or 'none'})"
         return None
-    pid, HOST.why_not = stub_owner(details)
+    pid, host.why_not = stub_owner(details)
     if pid is None:
         return None
     try:
-        HOST.memory = HostMemory.open(pid, _monitor)
-        HOST.why_not = ""
+        host.memory = HostMemory.open(pid, _monitor)
+        host.why_not = ""
     except HostMemoryUnavailable as e:
-        HOST.why_not = str(e)
-    return HOST.memory
+        host.why_not = str(e)
+    return host.memory
 
 
 def memory(inferior=None):
@@ -113,17 +102,6 @@ def memory(inferior=None):
     stub = GdbMemory(inferior)
     host = host_memory()
     return stub if host is None else HostFirst(host, stub, refuse_host)
-
-
-_cached: Program | None = None
-_placed: tuple | None = None       # (key, Program, Placement) for this connection
-
-
-def forget(*_args) -> None:
-    """Drop what we learnt about the program (a new objfile was loaded)."""
-    global _cached, _placed
-    _cached = None
-    _placed = None
 
 
 def _arch_name() -> str:
@@ -178,9 +156,10 @@ def _dwarf_layout(arch: str, format_hint: str | None) -> Layout | None:
 def program(format_hint: str | None = None) -> Program:
     """What the allocator looks like in the program gdb has loaded, at the
     addresses gdb's symbols say."""
-    global _cached
-    if _cached is not None and (format_hint is None or _cached.layout.format == format_hint):
-        return _cached
+    s = session()
+    cached = s.program
+    if cached is not None and (format_hint is None or cached.layout.format == format_hint):
+        return cached
     if not gdb.objfiles():
         raise gdb.GdbError("allocview: no program loaded; `file TEST.elf` first")
     arch = _arch_name()
@@ -200,12 +179,12 @@ def program(format_hint: str | None = None) -> Program:
         layout, source = layout_for(arch, hint), "built-in table (no debug info)"
     path, code = _code_sections()
     a = arch_named(arch)
-    _cached = Program(path, arch, layout, {"areas": areas, "areas_mask": mask, **syms},
-                      has_dwarf=source == "DWARF", format_hint=layout.format,
-                      relocatable=a.boot.relocatable,
-                      link_base=min((lo for lo, _off, _n in code), default=0),
-                      samples=_samples(path, code), layout_source=source)
-    return _cached
+    s.program = Program(path, arch, layout, {"areas": areas, "areas_mask": mask, **syms},
+                        has_dwarf=source == "DWARF", format_hint=layout.format,
+                        relocatable=a.boot.relocatable,
+                        link_base=min((lo for lo, _off, _n in code), default=0),
+                        samples=_samples(path, code), layout_source=source)
+    return s.program
 
 
 _SECTION = re.compile(r"^\s*\[\d+\]\s+0x([0-9a-fA-F]+)->0x([0-9a-fA-F]+) at 0x([0-9a-fA-F]+): "
@@ -262,12 +241,12 @@ def placed() -> tuple[Program, "Placement"]:
     """The program where the guest has it (model.placement, from the
     guest's bytes; once per connection and program), and how it was found.
     Raises GdbError when its code is definitely not in the guest."""
-    global _placed
+    s = session()
     prog = program()
     inf = gdb.selected_inferior()
     key = (id(prog), getattr(inf, "connection_num", None), inf.pid)
-    if _placed is not None and _placed[0] == key:
-        return _placed[1], _placed[2]
+    if s.placed is not None and s.placed[0] == key:
+        return s.placed[1], s.placed[2]
     a = arch_named(prog.arch)
     where = place(memory(inf), list(prog.samples), relocatable=prog.relocatable,
                   candidates=a.boot.load_addresses, link_base=prog.link_base)
@@ -280,15 +259,15 @@ def placed() -> tuple[Program, "Placement"]:
     # user already moved its symbols by (symbol-file -o)
     told = Placement(where.offset + (prog.link_base if prog.relocatable else 0), where.found,
                      where.how)
-    _placed = (key, prog.relocated(where.offset), told, where.offset)
-    return _placed[1], _placed[2]
+    s.placed = (key, prog.relocated(where.offset), told, where.offset)
+    return s.placed[1], s.placed[2]
 
 
 def unmoved_symbols() -> int:
     """How far gdb's symbols are from where the guest has the program
     (0: gdb's symbols are right)."""
     placed()
-    return _placed[3]
+    return session().placed[3]
 
 
 def relocation_command() -> str | None:

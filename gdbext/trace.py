@@ -156,9 +156,11 @@ class CallWatcher:
 class Tracer(CallWatcher):
     """One recording session: every call into a trace file."""
 
-    def __init__(self, path: str, funcs: list[str], snapshot_every: int = 0):
+    def __init__(self, path: str, funcs: list[str], snapshot_every: int = 0,
+                 on_state=None):
         prog = target.program()
         self.snapshot_every = snapshot_every
+        self.on_state = on_state              # () -> the whole state now
         self.writer = TraceWriter(path, {"arch": prog.arch, "format": prog.layout.format,
                                          "areas": prog.areas_addr, "areas_mask": prog.mask_addr,
                                          "funcs": funcs})
@@ -181,9 +183,9 @@ class Tracer(CallWatcher):
 
     def on_call(self, func, args, result) -> bool:
         self.writer.call(func, args, result)
-        if self.snapshot_every and self.writer.count % self.snapshot_every == 0:
-            from .commands import fresh_snapshot
-            self.writer.state(fresh_snapshot().state())
+        if self.snapshot_every and self.on_state and \
+                self.writer.count % self.snapshot_every == 0:
+            self.writer.state(self.on_state())
         return False
 
     def stop(self) -> dict:

@@ -96,7 +96,7 @@ def test_every_gdb_command(guest_at, arch):
     assert name in areas and f"arch {arch}" in areas and "format 2021" in areas
     assert not [f for f in json.loads(gdb.cli("alloc check --json")) if f["severity"] == "error"]
     assert re.search(rf"area {slot} {name}: \d+ free of \d+ pages", gdb.cli("alloc stats"))
-    assert "nodes (from head.next)" in gdb.cli("alloc lists")
+    assert "free lists from head.next" in gdb.cli("alloc lists")
     assert "S" in gdb.cli("alloc map")                     # reserved pages at checkpoint 3
     assert "yes, from area" in gdb.cli("alloc why 0")
     k, node = next((k, n) for k in range(al.layout.nlists) for n in al.freelist(slot, k))

@@ -96,7 +96,11 @@ def test_every_command_on_a_dump(make_guest, tmp_path):
     dump = g.dump_guest_memory(tmp_path / "core.elf")
     base = ["--dump", dump, "--elf", g.elf]
     assert "LOWEST" in av(*base, "areas", check_code=0).stdout
-    assert "nodes (from head.next)" in av(*base, "lists", "--slot", "2", check_code=0).stdout
+    lists = av(*base, "lists", "2", check_code=0).stdout
+    assert "free lists from head.next" in lists and "back at the head" in lists
+    # areas by name as well as slot number, everywhere
+    assert json.loads(av(*base, "lists", "LOW", "--json", check_code=0).stdout).keys() == \
+        json.loads(av(*base, "lists", "2", "--json", check_code=0).stdout).keys() == {"2"}
     stats = json.loads(av(*base, "stats", "--json", check_code=0).stdout)
     assert {s["name"] for s in stats} == {"LOW", "LOWEST"}
     why = json.loads(av(*base, "why", "2", "--area", "LOWEST", "--json", check_code=0).stdout)

@@ -119,11 +119,16 @@ def test_drive_finds_and_shrinks_the_defect(make_guest, variant, kinds, tmp_path
         assert relaxed.returncode == 0, relaxed.stdout
 
 
-def test_drive_refuses_without_yes_and_a_hanging_call_is_reported(make_guest):
+def test_drive_asks_as_gdb_does_and_a_hanging_call_is_reported(make_guest, tmp_path):
+    """`set confirm on` in a script: refused (nobody to ask), never
+    answered for the user; `set confirm off`, the user's choice: it runs."""
     g = make_guest("x86_64-2021")
     gdb = sourced(g.stop_at_checkpoint(1))
-    with pytest.raises(Exception, match="pass --yes"):
+    gdb.cli("set confirm on")
+    with pytest.raises(Exception, match="pass --yes, or `set confirm off`"):
         gdb.cli("alloc drive --ops 5")
+    gdb.cli("set confirm off")
+    assert "no divergence" in gdb.cli(f"alloc drive --ops 5 --out {tmp_path}/d", timeout=120)
     out = gdb.python(
         "from gdbext.drive import GdbGuest\n"
         "from model.drive import GuestCallError\n"
@@ -145,6 +150,7 @@ def test_drive_refuses_a_broken_state_before_asking(make_guest):
     g = make_guest("x86_64-2021-nomerge", ops=400)
     gdb = sourced(g.stop_at_checkpoint(2))
     assert "unmerged-buddies" in gdb.cli("alloc check")
+    gdb.cli("set confirm on")
     with pytest.raises(Exception, match="already breaks the design") as e:
         gdb.cli("alloc drive --ops 5")              # no --yes, and not asked either
     assert "pass --yes" not in str(e.value)

@@ -108,18 +108,6 @@ def test_no_reports_is_exit_2(tmp_path):
     assert r.returncode == 2 and "no allocview-qemu reports" in r.stderr
 
 
-def test_the_suite_command_plugs_into_argparse():
-    import argparse
-
-    from allocview import suite as mod
-
-    p = argparse.ArgumentParser()
-    mod.add_arguments(p)
-    args = p.parse_args(["reports", "--json", "--junit", "j.xml"])
-    assert (args.report_dir, args.json, args.junit) == ("reports", True, "j.xml")
-    assert callable(mod.run)
-
-
 def test_every_real_report_is_valid_against_the_shipped_schema(reports):
     from allocview.schema import report_problem
     docs = [json.loads(p.read_text()) for p in sorted(reports.glob("*.json"))
