@@ -1,14 +1,26 @@
-"""allocview outside gdb: where guest bytes come from (`allocview.sources`),
+"""allocview: the allocator's model (`allocview.model`), the gdb extension
+(`allocview.gdbext`), where guest bytes come from (`allocview.sources`),
 what a guest program's ELF says (`allocview.symbols`), the commands both
 front ends share (`allocview.commands`) and the command line.
 
 Importing this package never touches a target, and needs nothing outside
 the standard library (gdb's own Python imports it).
+
+In a checkout, model/ and gdbext/ sit beside this directory (the layout
+the project keeps); an installed wheel has them inside it. Either way they
+are `allocview.model` and `allocview.gdbext`: nothing is installed under a
+generic top-level name.
 """
 
 import os
 
 __all__ = ["gdb_script"]
+
+_here = os.path.dirname(os.path.abspath(__file__))
+_checkout = os.path.dirname(_here)
+if not os.path.isdir(os.path.join(_here, "model")) and \
+        os.path.isfile(os.path.join(_checkout, "model", "__init__.py")):
+    __path__.append(_checkout)      # noqa: F821 - a package's own __path__
 
 
 def gdb_script() -> str:

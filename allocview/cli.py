@@ -22,9 +22,9 @@ import textwrap
 import time
 from contextlib import ExitStack, contextmanager
 
-from model.arch import ARCHES
-from model.errors import AllocviewError
-from model.memory import CachedMemory
+from allocview.model.arch import ARCHES
+from allocview.model.errors import AllocviewError
+from allocview.model.memory import CachedMemory
 
 from . import render
 from .commands import (Command, CommandError, Result, arg, build_parser as add_arguments,
@@ -183,8 +183,8 @@ def _program(args):
     (no code to locate it by)."""
     from dataclasses import replace
 
-    from model.layout import layout_for
-    from model.program import Program
+    from allocview.model.layout import layout_for
+    from allocview.model.program import Program
 
     from .symbols import load_program
     fmt = _format(args)
@@ -362,7 +362,7 @@ class CliContext:
         yield MiGuest(self.source(), timeout)
 
     def decode_now(self):
-        from model.snapshot import decode
+        from allocview.model.snapshot import decode
         start, _placement, prog = self._drive
         return decode(self.source(), prog.layout, prog.symbols["areas"],
                       prog.symbols["areas_mask"], format=start.layout.format,
@@ -378,7 +378,7 @@ class CliContext:
          arg("--count", type=int, default=0, metavar="N", help="stop after N refreshes (0: never)"),
          json=False, only="cli")
 def run_watch(ctx, args) -> Result:
-    from model.stats import stats
+    from allocview.model.stats import stats
     if args.dump:
         raise CommandError("watch needs a live guest: --qmp or --memfile")
     if args.qmp and not args.memfile and not args.gdb:

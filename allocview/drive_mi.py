@@ -7,8 +7,8 @@ to gdb, which unwinds it: `unwindonsignal on`) and reported.
 
 from __future__ import annotations
 
-from model.drive import GuestCallError
-from model.drive_io import call_expression, parse_int
+from allocview.model.drive import GuestCallError
+from allocview.model.drive_io import call_expression, parse_int
 
 from .errors import SourceError
 from .mi import message

@@ -15,8 +15,8 @@ from typing import Iterator, Union
 
 from elftools.elf.enums import ENUM_E_MACHINE
 
-from model.arch import ARCHES
-from model.memory import SparseMemory
+from allocview.model.arch import ARCHES
+from allocview.model.memory import SparseMemory
 
 from .sources.memfile import ram_extents, x86_below_4g
 

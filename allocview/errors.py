@@ -1,7 +1,7 @@
 """The exceptions allocview's client raises; each message is one line that
 names the file, socket or port at fault."""
 
-from model.errors import AllocviewError
+from allocview.model.errors import AllocviewError
 
 __all__ = ["AllocviewError", "SourceError", "SymbolError", "first_line"]
 

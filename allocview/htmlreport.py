@@ -26,9 +26,9 @@ import zlib
 from html import escape
 from importlib import resources
 
-from model.findings import CODES, Finding, Severity
-from model.snapshot import Snapshot
-from model.stats import AreaStats, Why
+from allocview.model.findings import CODES, Finding, Severity
+from allocview.model.snapshot import Snapshot
+from allocview.model.stats import AreaStats, Why
 
 from .mapdraw import CLASS_FILL, TONE_FILL
 from .picture import TONES, Picture, class_tables, human_size, picture, tone, tone_label

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from model.arch import arch as arch_named
-from model.assess import Unchecked, assess, with_cause
-from model.errors import AllocviewError
-from model.memory import Memory
-from model.placement import Placement, place
-from model.program import Program
-from model.snapshot import Snapshot, decode
+from allocview.model.arch import arch as arch_named
+from allocview.model.assess import Unchecked, assess, with_cause
+from allocview.model.errors import AllocviewError
+from allocview.model.memory import Memory
+from allocview.model.placement import Placement, place
+from allocview.model.program import Program
+from allocview.model.snapshot import Snapshot, decode
 
 
 __all__ = ["Inspection", "NothingToCheck", "inspect", "locate", "machine_mismatch",

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from html import escape
 
-from model.findings import Severity
-from model.snapshot import Snapshot
+from allocview.model.findings import Severity
+from allocview.model.snapshot import Snapshot
 
 from .picture import (ALLOCATED, CLASSES, FREE, INVALID, SPECIAL, TONES, Cell, Picture,
                       describe, human_size, picture, tone, tone_label, worst)

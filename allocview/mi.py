@@ -20,7 +20,7 @@ from subprocess import PIPE, STDOUT
 
 from pygdbmi.gdbmiparser import parse_response
 
-from model.errors import MemoryReadError
+from allocview.model.errors import MemoryReadError
 
 from .errors import SourceError
 from .wrapper.children import kill, reap, spawn

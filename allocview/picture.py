@@ -33,9 +33,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from model.findings import Finding, Severity
-from model.layout import Encoding, Status
-from model.snapshot import AreaSnapshot, Snapshot
+from allocview.model.findings import Finding, Severity
+from allocview.model.layout import Encoding, Status
+from allocview.model.snapshot import AreaSnapshot, Snapshot
 
 __all__ = ["CLASSES", "TONES", "Cell", "Picture", "picture", "area_findings", "tone",
            "tone_label", "describe", "human_size", "geometry", "class_tables"]

@@ -48,18 +48,18 @@ class ReadProgress:
         return data
 
     def read_many(self, ranges: list[tuple[int, int]]) -> list[bytes | None]:
-        from model.memory import read_many
+        from allocview.model.memory import read_many
         self._tick()
         out = read_many(self.inner, ranges)
         self._count(len(ranges), sum(len(d) for d in out if d is not None))
         return out
 
     def ram_ranges(self):
-        from model.memory import ram_ranges
+        from allocview.model.memory import ram_ranges
         return ram_ranges(self.inner)
 
     def view(self, addr: int, size: int):
-        from model.memory import view
+        from allocview.model.memory import view
         return view(self.inner, addr, size)
 
     def _count(self, reads: int, nbytes: int) -> None:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass, field
 
-from model.findings import CODES, Finding, Severity
-from model.layout import Status
-from model.snapshot import AreaSnapshot, Snapshot
-from model.stats import AreaStats, Why
+from allocview.model.findings import CODES, Finding, Severity
+from allocview.model.layout import Status
+from allocview.model.snapshot import AreaSnapshot, Snapshot
+from allocview.model.stats import AreaStats, Why
 
 from .picture import human_size
 
@@ -270,7 +270,7 @@ def _findings_for(snap: Snapshot, findings: list[Finding] | None) -> list[Findin
     """The findings a map marks: the caller's, or the checker's when None."""
     if findings is not None:
         return findings
-    from model.check import check
+    from allocview.model.check import check
     return check(snap)
 
 

@@ -18,13 +18,13 @@ from elftools.dwarf.dwarf_expr import DWARFExprParser
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
-from model.errors import AllocviewError, LayoutError
-from model.files import require_regular
-from model.arch import ARCHES, by_elf
-from model.arch import arch as arch_named
-from model.entry_points import ENTRY_POINTS, tree_of
-from model.layout import Layout, layout_for
-from model.program import Program
+from allocview.model.errors import AllocviewError, LayoutError
+from allocview.model.files import require_regular
+from allocview.model.arch import ARCHES, by_elf
+from allocview.model.arch import arch as arch_named
+from allocview.model.entry_points import ENTRY_POINTS, tree_of
+from allocview.model.layout import Layout, layout_for
+from allocview.model.program import Program
 
 from .errors import SymbolError, first_line
 

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import gdb  # type: ignore[import-not-found]
 
-from model.check import check, errors
-from model.drive import Driver
-from model.errors import ModelError
-from model.snapshot import decode
-from model.trace import Call
+from allocview.model.check import check, errors
+from allocview.model.drive import Driver
+from allocview.model.errors import ModelError
+from allocview.model.snapshot import decode
+from allocview.model.trace import Call
 
 from . import target
 from .trace import CallWatcher

@@ -15,10 +15,10 @@ import gdb  # type: ignore[import-not-found]
 
 from allocview.commands import CommandError
 from allocview.inspect import NothingToCheck
-from model.assess import assess, with_cause
-from model.memory import CachedMemory
-from model.placement import verify
-from model.snapshot import Snapshot, decode
+from allocview.model.assess import assess, with_cause
+from allocview.model.memory import CachedMemory
+from allocview.model.placement import verify
+from allocview.model.snapshot import Snapshot, decode
 
 from . import target
 from .session import session

@@ -14,8 +14,8 @@ import threading
 
 import gdb  # type: ignore[import-not-found]
 
-from model.drive import GuestCallError
-from model.drive_io import call_expression
+from allocview.model.drive import GuestCallError
+from allocview.model.drive_io import call_expression
 
 from .target import GdbMemory
 

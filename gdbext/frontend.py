@@ -20,7 +20,7 @@ import gdb  # type: ignore[import-not-found]
 from allocview import render
 from allocview.commands import Arg, Command, build_parser, commands_for, unchecked_json
 from allocview.inspect import NothingToCheck
-from model.errors import AllocviewError
+from allocview.model.errors import AllocviewError
 
 from . import gdb_commands  # noqa: F401  (declares the gdb-only commands)
 from . import target
@@ -215,11 +215,11 @@ def _kind(kind: str | None) -> list[str]:
         if kind == "order":
             return [str(k) for k in range(target.program().layout.nlists)]
         if kind == "entry-point":
-            from model.entry_points import SIGNATURES
+            from allocview.model.entry_points import SIGNATURES
             syms = target.program().symbols
             return [f for f in SIGNATURES if f in syms]
         if kind == "code":
-            from model.findings import CODES
+            from allocview.model.findings import CODES
             return sorted(CODES)
     except (gdb.error, gdb.GdbError, AllocviewError):
         return []

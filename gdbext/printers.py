@@ -6,7 +6,7 @@ from __future__ import annotations
 import gdb  # type: ignore[import-not-found]
 import gdb.printing  # type: ignore[import-not-found]
 
-from model.query import describe_page
+from allocview.model.query import describe_page
 
 __all__ = ["register"]
 

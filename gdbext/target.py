@@ -11,13 +11,13 @@ import re
 import gdb  # type: ignore[import-not-found]
 
 from allocview.sources.hostmem import HostFirst, HostMemory, HostMemoryUnavailable, stub_owner
-from model.arch import ARCHES, by_gdb_name
-from model.arch import arch as arch_named
-from model.entry_points import ENTRY_POINTS, tree_of
-from model.errors import LayoutError, MemoryReadError
-from model.layout import Layout, layout_for
-from model.placement import Placement, place
-from model.program import Program
+from allocview.model.arch import ARCHES, by_gdb_name
+from allocview.model.arch import arch as arch_named
+from allocview.model.entry_points import ENTRY_POINTS, tree_of
+from allocview.model.errors import LayoutError, MemoryReadError
+from allocview.model.layout import Layout, layout_for
+from allocview.model.placement import Placement, place
+from allocview.model.program import Program
 
 from .session import session
 

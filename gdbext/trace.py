@@ -18,8 +18,8 @@ import time
 
 import gdb  # type: ignore[import-not-found]
 
-from model.entry_points import SIGNATURES, outermost
-from model.trace import TraceWriter
+from allocview.model.entry_points import SIGNATURES, outermost
+from allocview.model.trace import TraceWriter
 
 from . import target
 

@@ -19,11 +19,11 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from model.check import check  # noqa: E402
-from model.constants import AREA_ANY_NUMBER, FLAG_DONTZERO  # noqa: E402
-from model.layout import layout_for  # noqa: E402
-from model.reference import Allocator  # noqa: E402
-from model.snapshot import decode  # noqa: E402
+from allocview.model.check import check  # noqa: E402
+from allocview.model.constants import AREA_ANY_NUMBER, FLAG_DONTZERO  # noqa: E402
+from allocview.model.layout import layout_for  # noqa: E402
+from allocview.model.reference import Allocator  # noqa: E402
+from allocview.model.snapshot import decode  # noqa: E402
 
 GiB_PAGES = 1 << 18
 
@@ -111,9 +111,9 @@ def bench_reference_ops(flags: int) -> dict:
 
 GDB_PROBE = r"""
 import json, time, gdb
-from gdbext import target
-from gdbext.context import current
-from gdbext.session import session
+from allocview.gdbext import target
+from allocview.gdbext.context import current
+from allocview.gdbext.session import session
 prog = target.program()
 snap = current()
 inf = gdb.selected_inferior()
@@ -336,8 +336,8 @@ def bench_replay() -> dict:
     parse the JSON lines, run every call)."""
     import tempfile
 
-    from model.replay import replay
-    from model.trace import TraceWriter, read_trace
+    from allocview.model.replay import replay
+    from allocview.model.trace import TraceWriter, read_trace
 
     src = Allocator(layout_for("x86_64", "2021"))
     src.init_area(AREA_ANY_NUMBER, 4 * GiB_PAGES, 8 * GiB_PAGES)
@@ -459,7 +459,7 @@ class _AnonRam:
         self.size = size
 
     def read(self, addr: int, n: int) -> bytes:
-        from model.errors import MemoryReadError
+        from allocview.model.errors import MemoryReadError
         if addr < 0 or addr + n > self.size:
             raise MemoryReadError(addr, n, "outside RAM")
         return self.mm[addr:addr + n]
@@ -507,7 +507,7 @@ def worst_fragmentation(gib: int):
 
 
 def bench_fragmentation(gib: int = 16) -> dict:
-    from model.check import errors
+    from allocview.model.check import errors
     mem, lay, areas, mask, nfree, meta = worst_fragmentation(gib)
     snap = decode(mem, lay, areas, mask)
     found = check(snap)
@@ -540,7 +540,7 @@ def bench_fuzz() -> dict:
 
     from allocview.sources.dump import DumpSource
     from allocview.symbols import load_program
-    from model.fuzz import KINDS, Image, fuzz_one, healthy_cost, mutate
+    from allocview.model.fuzz import KINDS, Image, fuzz_one, healthy_cost, mutate
 
     rnd = random.Random(7)
     per_image, ratios, names = [], [], []
@@ -579,9 +579,9 @@ def bench_fuzz() -> dict:
 
 def _full_pass(mem, lay, areas, mask) -> None:
     """What a fuzzed image costs: decode, assess, check, stats, report."""
-    from model.assess import assess
-    from model.report import report
-    from model.stats import stats
+    from allocview.model.assess import assess
+    from allocview.model.report import report
+    from allocview.model.stats import stats
     snap = decode(mem, lay, areas, mask)
     assess(snap)
     found = check(snap)
@@ -651,7 +651,7 @@ def bench_html() -> dict:
     import tempfile
 
     from allocview.htmlreport import report_html
-    from model.stats import stats, why
+    from allocview.model.stats import stats, why
     sys.path.insert(0, str(ROOT / "tests"))
     from harness.browser import chromium
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import random
 
-from model.check import check, errors
-from model.fuzz import KINDS, Image, Patched, fuzz_one, healthy_cost, mutate, readable_pages
-from model.snapshot import decode
+from allocview.model.check import check, errors
+from allocview.model.fuzz import KINDS, Image, Patched, fuzz_one, healthy_cost, mutate, readable_pages
+from allocview.model.snapshot import decode
 
 HANG_GUARD_S = 30.0     # not a speed figure (scripts/bench.py has those): a hang catcher
 

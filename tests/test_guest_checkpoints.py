@@ -74,7 +74,7 @@ def test_areas_match_memory_size(guest_at, variant):
 
 def test_workload_reaches_every_kind_of_state(guest_at):
     """The checkpoints hold what they promise (2021 x86_64)."""
-    from model.constants import FLAG_FRESH
+    from allocview.model.constants import FLAG_FRESH
 
     g = guest_at("x86_64-2021", 5)
     w = replay(g, 5)

@@ -10,7 +10,7 @@ import pytest
 
 from harness import NEW_ARCHES, GuestError, Variant, parse_value, replay
 from harness.gdbstate import diff, read_guest, read_model
-from model.constants import FLAG_DONTZERO, FLAG_FRESH
+from allocview.model.constants import FLAG_DONTZERO, FLAG_FRESH
 
 VARIANTS = ("x86_64-2021", "x86_64-2020", "i386-2021", "i386-2020")
 NEW_VARIANTS = tuple(f"{a}-{f}" for a in NEW_ARCHES for f in ("2021", "2020"))

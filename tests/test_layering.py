@@ -32,7 +32,7 @@ def test_model_imports_only_the_standard_library():
 
 def test_model_imports_without_site_packages():
     out = subprocess.run([sys.executable, "-S", "-c",
-                          "import sys; sys.path.insert(0, %r); import model; print(model.__all__[0])"
+                          "import sys; sys.path.insert(0, %r); import allocview.model as m; print(m.__all__[0]); import allocview.gdbext, allocview.commands"
                           % str(ROOT)], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "Allocator"

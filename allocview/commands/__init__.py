@@ -19,7 +19,7 @@ import argparse
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
-from model.errors import AllocviewError
+from allocview.model.errors import AllocviewError
 
 __all__ = ["Arg", "Command", "Result", "Context", "COMMANDS", "command", "commands_for",
            "build_parser", "CommandError", "int_value", "unchecked_json", "COMPLETIONS"]
@@ -125,7 +125,7 @@ def commands_for(front: str) -> list[Command]:
 def unchecked_json(e) -> dict:
     """The JSON a command gives when nothing could be checked
     (allocview.inspect.NothingToCheck): what the report schema allows."""
-    from model.report import SCHEMA_VERSION
+    from allocview.model.report import SCHEMA_VERSION
     doc = {"schema": SCHEMA_VERSION, "unchecked": e.unchecked.to_json()}
     if e.placement is not None:
         doc["program"] = e.placement.to_json()

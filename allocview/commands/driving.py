@@ -33,10 +33,10 @@ from . import CommandError, Result, arg, command
          arg("--yes", action="store_true", help="do not ask before writing guest memory"),
          writes=True)
 def run_drive(ctx, args) -> Result:
-    from model.assess import assess
-    from model.check import check, errors
-    from model.drive import generate
-    from model.drive_io import drive_session, drive_words, read_known
+    from allocview.model.assess import assess
+    from allocview.model.check import check, errors
+    from allocview.model.drive import generate
+    from allocview.model.drive_io import drive_session, drive_words, read_known
 
     from .. import render
     from ..dumpwrite import write_elf_dump

@@ -3,8 +3,8 @@ why, map, report, diff, save. Each is parse -> one core call -> render."""
 
 from __future__ import annotations
 
-from model.constants import FLAG_FRESH
-from model.findings import Finding
+from allocview.model.constants import FLAG_FRESH
+from allocview.model.findings import Finding
 
 from . import Result, arg, command
 
@@ -64,8 +64,8 @@ def _render():
          "status, the largest free block and fragmentation; then how the byte encoding was "
          "decided.")
 def run_areas(ctx, args) -> Result:
-    from model.report import report
-    from model.stats import stats
+    from allocview.model.report import report
+    from allocview.model.stats import stats
     snap = ctx.snapshot()
     return Result(report(snap, [])["areas"], _render().areas_view(snap, stats(snap)))
 
@@ -94,7 +94,7 @@ def run_lists(ctx, args) -> Result:
          arg("address", type="address", complete="expression",
              help="a guest address (in gdb, any expression)"))
 def run_page(ctx, args) -> Result:
-    from model.query import describe_page
+    from allocview.model.query import describe_page
     info = describe_page(ctx.snapshot(), args.address)
     return Result(info, _render().page_view(info))
 
@@ -105,7 +105,7 @@ def run_page(ctx, args) -> Result:
          "runs of like breaches at consecutive blocks are one finding with a count. Exit "
          "status 1 (CLI) when there are error findings.", *NARROWING)
 def run_check(ctx, args) -> Result:
-    from model.check import check, errors
+    from allocview.model.check import check, errors
     snap = ctx.snapshot()
     found = narrow(check(snap), snap, args)
     doc = _render().findings_view(found, limit=None if args.all else args.limit)
@@ -117,7 +117,7 @@ def run_check(ctx, args) -> Result:
          "Per area: free blocks and pages of each order, their share of the free memory, the "
          "largest free block, and 1 - largest / free pages as fragmentation.")
 def run_stats(ctx, args) -> Result:
-    from model.stats import stats
+    from allocview.model.stats import stats
     snap = ctx.snapshot()
     st = stats(snap)
     return Result([s.to_json() for s in st], _render().stats_view(snap, st))
@@ -135,7 +135,7 @@ def run_stats(ctx, args) -> Result:
          arg("--flags", type="address", default=0, metavar="FLAGS",
              help="raw allocation flags, or'ed with the above"))
 def run_why(ctx, args) -> Result:
-    from model.stats import why
+    from allocview.model.stats import why
     snap = ctx.snapshot()
     flags = args.flags | (FLAG_FRESH if args.fresh else 0) | snap.layout.area_bits(args.area)
     w = why(snap, args.order, args.align, flags)
@@ -158,7 +158,7 @@ def run_why(ctx, args) -> Result:
          arg("--html", metavar="FILE", complete="file", help="write the map as HTML to FILE"),
          costly=True)
 def run_map(ctx, args) -> Result:
-    from model.check import check
+    from allocview.model.check import check
     render = _render()
     snap = ctx.snapshot()
     found = check(snap)
@@ -201,9 +201,9 @@ def _page_range(snap, a, from_addr, to_addr) -> tuple[int, int]:
          arg("--html", metavar="FILE", complete="file",
              help="write the report as one self-contained HTML page"))
 def run_report(ctx, args) -> Result:
-    from model.check import check, errors
-    from model.report import report
-    from model.stats import stats
+    from allocview.model.check import check, errors
+    from allocview.model.report import report
+    from allocview.model.stats import stats
     render = _render()
     snap = ctx.snapshot()
     found = check(snap)
@@ -217,7 +217,7 @@ def run_report(ctx, args) -> Result:
 
 
 def _write_html(path: str, snap, found, placement) -> None:
-    from model.stats import stats, why
+    from allocview.model.stats import stats, why
     from .. import htmlreport
     whys = {k: why(snap, k, None, 0) for k in range(snap.layout.nlists)}
     with open(path, "w") as f:
@@ -233,7 +233,7 @@ def _write_html(path: str, snap, found, placement) -> None:
          arg("b", metavar="B", nargs="?", complete="file", help="the later state (default: now)"),
          arg("--limit", type=int, default=50, metavar="N", help="rows shown in the text"))
 def run_diff(ctx, args) -> Result:
-    from model.diff import diff
+    from allocview.model.diff import diff
     before = ctx.resolve(args.a)
     after = ctx.resolve(args.b) if args.b else ctx.snapshot(require=False)
     changes = diff(before, after)

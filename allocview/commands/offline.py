@@ -27,10 +27,10 @@ from . import Result, arg, command
              help="accepted difference kinds, one per line"),
          costly=True)
 def run_replay(ctx, args) -> Result:
-    from model.drive_io import read_known
-    from model.reference import Allocator
-    from model.replay import replay
-    from model.trace import read_trace
+    from allocview.model.drive_io import read_known
+    from allocview.model.reference import Allocator
+    from allocview.model.replay import replay
+    from allocview.model.trace import read_trace
 
     from .. import render
 

@@ -14,8 +14,8 @@ or pygdbmi; `open_source` imports the one it needs.
 
 from __future__ import annotations
 
-from model.errors import MemoryReadError
-from model.memory import read_each
+from allocview.model.errors import MemoryReadError
+from allocview.model.memory import read_each
 
 from ..errors import SourceError
 

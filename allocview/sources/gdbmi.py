@@ -11,7 +11,7 @@ unless `resume=True`, which `detach`es and so lets it run (ALLOCATOR.md,
 
 from __future__ import annotations
 
-from model.arch import ARCHES
+from allocview.model.arch import ARCHES
 
 from ..errors import SourceError
 from ..mi import BATCH, CHUNK, MiError, MiSession, StubMemory, c_string, message
@@ -35,7 +35,7 @@ def debugger_for(arch: str | None, wanted: str | None = None) -> str:
     others, whose registers the host's plain gdb cannot read)."""
     import shutil
 
-    from model.arch import ARCHES
+    from allocview.model.arch import ARCHES
     if wanted:
         return wanted
     names = ARCHES[arch].debuggers if arch in ARCHES else ("gdb", "gdb-multiarch")
@@ -116,7 +116,7 @@ class GdbMiSource(Source):
     def ram_ranges(self) -> list[tuple[int, int]] | None:
         """Where RAM is, when QEMU's process told us (its addresses read
         as the guest's, as the reads from it are)."""
-        from model.memory import ram_ranges
+        from allocview.model.memory import ram_ranges
         return ram_ranges(self._memory)
 
     @property

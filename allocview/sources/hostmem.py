@@ -23,7 +23,7 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from model.errors import MemoryReadError
+from allocview.model.errors import MemoryReadError
 
 __all__ = ["RamRange", "HostFirst", "HostMemory", "HostMemoryUnavailable", "parse_mtree",
            "parse_gpa2hva",
@@ -283,7 +283,7 @@ class HostFirst:
             self.stats["host_reads"] += sum(d is not None for d in out)
         rest = [i for i, d in enumerate(out) if d is None]
         if rest:
-            from model.memory import read_many
+            from allocview.model.memory import read_many
             self.stats["reads"] += len(rest)
             for i, d in zip(rest, read_many(self.fallback, [ranges[i] for i in rest])):
                 out[i] = d

@@ -12,8 +12,8 @@ import os
 from bisect import bisect_right
 from dataclasses import dataclass
 
-from model.errors import AllocviewError, MemoryReadError
-from model.files import require_regular
+from allocview.model.errors import AllocviewError, MemoryReadError
+from allocview.model.files import require_regular
 
 from ..errors import SourceError
 from . import Source

@@ -26,7 +26,7 @@ import threading
 from contextlib import contextmanager
 from typing import Any, Callable
 
-from model.errors import MemoryReadError
+from allocview.model.errors import MemoryReadError
 
 from ..errors import SourceError, first_line
 from . import Source

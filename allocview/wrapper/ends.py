@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
-from model.arch import arch as arch_named
+from allocview.model.arch import arch as arch_named
 
 __all__ = ["Ends", "find_ends"]
 

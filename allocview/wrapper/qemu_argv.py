@@ -126,7 +126,7 @@ def qemu_for(kernel: str | None, elf: str | None, cwd: str = ".",
     _NO_FILE_4Uhere_ run): the arch of the kvm-unit-tests tree the runner
     runs in (its config.mak), else the one the command line's -machine and
     -cpu name, else the host's."""
-    from model.arch import ARCHES, by_elf
+    from allocview.model.arch import ARCHES, by_elf
     if kernel is None:
         arch = _tree_arch(cwd) or _argv_arch(argv or [])
         if arch is not None:
@@ -148,7 +148,7 @@ def qemu_for(kernel: str | None, elf: str | None, cwd: str = ".",
 def _argv_arch(argv: list[str]):
     """The one arch whose machine (and cpu, where several share it: virt)
     the command line asks for, else None."""
-    from model.arch import ARCHES
+    from allocview.model.arch import ARCHES
     opts = dict(_options(argv))
     machine = (opts.get("machine") or opts.get("M") or "").split(",")[0]
     cpu = (opts.get("cpu") or "").split(",")[0]
@@ -161,7 +161,7 @@ def _argv_arch(argv: list[str]):
 def _tree_arch(cwd: str):
     """The arch of the kvm-unit-tests build in `cwd`: ARCH= in its
     config.mak (the runner runs there)."""
-    from model.arch import by_runner_arch
+    from allocview.model.arch import by_runner_arch
     try:
         with open(os.path.join(cwd, "config.mak")) as f:
             for line in f:

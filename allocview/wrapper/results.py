@@ -13,7 +13,7 @@ import os
 import signal
 import tempfile
 
-from model.report import SCHEMA_VERSION
+from allocview.model.report import SCHEMA_VERSION
 
 from .outcome import Outcome
 

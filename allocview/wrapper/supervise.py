@@ -31,7 +31,7 @@ MAX_STRAYS = 50       # stub stops that are no breakpoint of ours, before giving
 def gdb_arch_for(qemu: str, program_arch: str) -> str:
     """The stub's register set follows the QEMU binary, not the program: an
     x86_64 QEMU talks x86-64 even while the guest is still in 32-bit mode."""
-    from model.arch import arch, by_qemu
+    from allocview.model.arch import arch, by_qemu
 
     program, emulator = arch(program_arch), by_qemu(qemu)
     if emulator is not None and emulator.family == program.family and emulator.stub_follows_qemu:
@@ -146,7 +146,7 @@ class Supervisor:
     def _debugger(self, elf: str) -> str | None:
         """ALLOCVIEW_GDB, else the first debugger of the program's arch on
         PATH (x86: gdb; the others: gdb-multiarch)."""
-        from model.arch import by_elf
+        from allocview.model.arch import by_elf
 
         from ..sources.gdbmi import debugger_for
         from .qemu_argv import _elf_header
@@ -281,9 +281,9 @@ class Supervisor:
 
     def _warm_up(self) -> None:
         """Import the checker while the guest runs, not while it waits."""
-        import model.check  # noqa: F401
-        import model.report  # noqa: F401
-        import model.snapshot  # noqa: F401
+        import allocview.model.check  # noqa: F401
+        import allocview.model.report  # noqa: F401
+        import allocview.model.snapshot  # noqa: F401
 
     def _wait_stop(self) -> dict | None:
         """The `*stopped` payload, or None when QEMU ended (or gdb died,
@@ -367,8 +367,8 @@ class Supervisor:
         self._wait_qemu_exit()
 
     def _check(self, prog) -> None:
-        from model.check import check
-        from model.report import report
+        from allocview.model.check import check
+        from allocview.model.report import report
 
         from ..inspect import NothingToCheck, inspect
 

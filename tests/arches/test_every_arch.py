@@ -14,10 +14,10 @@ import pytest
 
 from harness import NEW_ARCHES, Variant
 from harness.replay import replay
-from model.check import check
-from model.placement import Placement
-from model.report import report
-from model.snapshot import decode
+from allocview.model.check import check
+from allocview.model.placement import Placement
+from allocview.model.report import report
+from allocview.model.snapshot import decode
 
 ROOT = Path(__file__).resolve().parents[2]
 ALLOCVIEW = [sys.executable, "-m", "allocview.cli"]

@@ -111,10 +111,10 @@ def test_a_silent_qmp_peer_is_given_up_on_in_seconds(tmp_path):
 
 
 def test_replay_without_an_end_state_says_what_it_did_not_compare(tmp_path):
-    from model.constants import AREA_ANY_NUMBER
-    from model.layout import layout_for
-    from model.reference import Allocator
-    from model.trace import TraceWriter
+    from allocview.model.constants import AREA_ANY_NUMBER
+    from allocview.model.layout import layout_for
+    from allocview.model.reference import Allocator
+    from allocview.model.trace import TraceWriter
     al = Allocator(layout_for("x86_64", "2021"))
     w = TraceWriter(str(tmp_path / "t.jsonl"), {"arch": "x86_64", "format": "2021"})
     w.call("page_alloc_init_area", (AREA_ANY_NUMBER, 0x1000, 0x2000), None)

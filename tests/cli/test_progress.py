@@ -8,10 +8,10 @@ import time
 from rich.console import Console
 
 from allocview.progress import ReadProgress
-from model.inject import scenario
-from model.layout import layout_for
-from model.memory import CachedMemory
-from model.snapshot import decode
+from allocview.model.inject import scenario
+from allocview.model.layout import layout_for
+from allocview.model.memory import CachedMemory
+from allocview.model.snapshot import decode
 
 
 class Slow:

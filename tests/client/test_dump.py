@@ -14,12 +14,12 @@ from allocview.errors import SourceError
 from allocview.sources import Source, open_source
 from allocview.sources.dump import DumpSource
 from allocview.sources.raw import RawSource
-from model.errors import MemoryReadError
-from model.inject import scenario
-from model.layout import layout_for
-from model.memory import Memory
-from model.reference import Allocator
-from model.snapshot import decode
+from allocview.model.errors import MemoryReadError
+from allocview.model.inject import scenario
+from allocview.model.layout import layout_for
+from allocview.model.memory import Memory
+from allocview.model.reference import Allocator
+from allocview.model.snapshot import decode
 
 from .helpers import one_line
 

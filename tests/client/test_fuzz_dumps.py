@@ -7,7 +7,7 @@ import pytest
 
 from allocview.sources.dump import DumpSource
 from allocview.symbols import load_program
-from model.fuzz import Image
+from allocview.model.fuzz import Image
 
 from fuzzing import fuzz
 

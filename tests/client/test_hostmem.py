@@ -13,9 +13,9 @@ import pytest
 
 from allocview.sources.hostmem import (HostFirst, HostMemory, HostMemoryUnavailable, RamRange,
                                        parse_gpa2hva, parse_mtree, tcp_port_owner, unix_peer_pid)
-from model.memory import BytesMemory
+from allocview.model.memory import BytesMemory
 from allocview.sources.qmp import QmpSource
-from model.errors import MemoryReadError
+from allocview.model.errors import MemoryReadError
 
 from .helpers import free_port
 

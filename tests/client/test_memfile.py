@@ -12,11 +12,11 @@ from allocview.errors import SourceError
 from allocview.sources import open_source
 from allocview.sources.memfile import MemfileSource, x86_below_4g
 from allocview.sources.qmp import QmpSource
-from model.errors import MemoryReadError
-from model.inject import scenario
-from model.layout import layout_for
-from model.reference import Allocator
-from model.snapshot import decode
+from allocview.model.errors import MemoryReadError
+from allocview.model.inject import scenario
+from allocview.model.layout import layout_for
+from allocview.model.reference import Allocator
+from allocview.model.snapshot import decode
 
 from .helpers import one_line
 

@@ -17,10 +17,10 @@ from allocview.dumpwrite import image_segments
 from allocview.errors import SourceError
 from allocview.sources import open_source
 from allocview.sources.qmp import MERGE_GAP, QmpPauser, QmpSource, query_running
-from model.errors import MemoryReadError
-from model.inject import scenario
-from model.layout import layout_for
-from model.snapshot import decode
+from allocview.model.errors import MemoryReadError
+from allocview.model.inject import scenario
+from allocview.model.layout import layout_for
+from allocview.model.snapshot import decode
 
 from .helpers import free_port, one_line
 

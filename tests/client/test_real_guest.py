@@ -14,7 +14,7 @@ from allocview.sources import open_source
 from allocview.sources.dump import DumpSource
 from allocview.symbols import load_program
 from harness import replay
-from model.snapshot import decode
+from allocview.model.snapshot import decode
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from elftools.elf.elffile import ELFFile
 
 from allocview.errors import SymbolError
 from allocview.symbols import FUNCTIONS, load_program
-from model.layout import layout_for
+from allocview.model.layout import layout_for
 
 from .helpers import need, one_line
 

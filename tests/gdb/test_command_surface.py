@@ -19,9 +19,9 @@ ALLOCVIEW = [sys.executable, "-m", "allocview.cli"]
 # block's address, {early}: a dump of an earlier stop, {trace}: a trace file.
 CASES = [
     "areas", "lists", "lists 2", "lists LOW 0 --limit 3", "check",
-    "check --code unmerged-buddies", "check --area LOW --from 0x400000 --to 0x800000 --limit 2",
+    "check --code unmerged-buddies", "check --area LOWEST --from 0x400000 --to 0x800000 --limit 2",
     "stats", "why 0", "why 2 --area LOWEST", "why 1 --fresh --align 3", "why 0 --flags 0x4",
-    "map", "map LOW --from 0x400000 --to 0x600000 --rows 2", "report", "report --area 2",
+    "map", "map LOW --from 0x2000000 --to 0x2400000 --rows 2", "report", "report --area 2",
     "page {page}", "diff {early}", "replay {trace} --start {early} --against {early}",
 ]
 NO_JSON = {"save", "drive"}        # save writes a file (compared below); drive writes the guest

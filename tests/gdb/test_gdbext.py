@@ -8,10 +8,10 @@ import re
 import pytest
 
 from harness.replay import replay
-from model.check import check
-from model.inject import INJECTORS, inject
-from model.report import report
-from model.snapshot import decode
+from allocview.model.check import check
+from allocview.model.inject import INJECTORS, inject
+from allocview.model.report import report
+from allocview.model.snapshot import decode
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
 VARIANTS = ["x86_64-2021", "x86_64-2020", "i386-2021", "i386-2020"]
@@ -31,7 +31,7 @@ def gdb_may_read(gdb, pid: int) -> bool:
 def model_report(guest, n):
     """The model's report of checkpoint n; the program is where an x86
     test is linked (its code found there)."""
-    from model.placement import Placement
+    from allocview.model.placement import Placement
     al = replay(guest, n).allocator
     snap = decode(al.memory, al.layout, al.areas_addr, al.mask_addr)
     return report(snap, check(snap), Placement(0, True, "at its link addresses")), al
@@ -203,8 +203,8 @@ def test_qemus_memory_serves_the_same_report_as_the_stub(guest_at, variant, tmp_
     assert f"guest RAM from QEMU process {pid} (/proc/{pid}/mem" in said, said
     gdb.cli(f"alloc report --json {tmp_path}/auto.json")
     reads = json.loads(gdb.python(
-        "import json; from gdbext import target; m = target.memory(); "
-        "from model.snapshot import decode; p = target.program(); "
+        "import json; from allocview.gdbext import target; m = target.memory(); "
+        "from allocview.model.snapshot import decode; p = target.program(); "
         "decode(m, p.layout, p.areas_addr, p.mask_addr); "
         "print(json.dumps([m.stats['reads'], m.stats['host_reads'], m.fallback.reads]))"
     ).strip().splitlines()[-1])
@@ -234,7 +234,7 @@ def test_qemus_memory_that_disagrees_with_the_stub_is_not_used(guest_at, tmp_pat
         assert f"/proc/{g.proc.pid}/mem" in gdb.cli("show alloc source")
         return
     gdb.cli("show alloc source")
-    gdb.python("from gdbext import target; h = target.host_memory(); "
+    gdb.python("from allocview.gdbext import target; h = target.host_memory(); "
                "h.ranges = [(a, e, v + 4096) for a, e, v in h.ranges]")
     gdb.cli(f"alloc report --json {tmp_path}/r.json")
     assert json.loads((tmp_path / "r.json").read_text()) == model_report(g, 2)[0]
@@ -257,7 +257,7 @@ def test_ctrl_c_during_a_long_read_stops_the_command_not_gdb(make_guest):
     pc = gdb.print_int("$pc")
     outcomes = []
     for delay in (0.1, 0.05, 0.02):
-        gdb.python("from gdbext.session import session; session().invalidate()")
+        gdb.python("from allocview.gdbext.session import session; session().invalidate()")
         timer = threading.Timer(delay, lambda: os.kill(gdb.proc.pid, signal.SIGINT))
         timer.start()
         try:

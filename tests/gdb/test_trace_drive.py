@@ -49,13 +49,13 @@ def test_trace_of_the_workload_replays_without_divergence(make_guest, variant, t
     assert doc["divergence"] is None and doc["calls"] == len(calls) and doc["compared"] >= 2
 
     # the same trace against a corrupted end state: replay reports it
-    from model.inject import inject
-    from model.reference import Allocator
-    from model.snapshot import decode
+    from allocview.model.inject import inject
+    from allocview.model.reference import Allocator
+    from allocview.model.snapshot import decode
     from allocview.sources import open_source
     from allocview.symbols import load_program
     from allocview.dumpwrite import write_elf_dump
-    from model.memory import CachedMemory
+    from allocview.model.memory import CachedMemory
     prog = load_program(str(g.elf))
     with open_source(dump=str(end)) as src:
         mem = CachedMemory(src, record=True)
@@ -130,9 +130,9 @@ def test_drive_asks_as_gdb_does_and_a_hanging_call_is_reported(make_guest, tmp_p
     gdb.cli("set confirm off")
     assert "no divergence" in gdb.cli(f"alloc drive --ops 5 --out {tmp_path}/d", timeout=120)
     out = gdb.python(
-        "from gdbext.drive import GdbGuest\n"
-        "from model.drive import GuestCallError\n"
-        "import model.trace as t\n"
+        "from allocview.gdbext.drive import GdbGuest\n"
+        "from allocview.model.drive import GuestCallError\n"
+        "import allocview.model.trace as t\n"
         "t.SIGNATURES['idle'] = ((), False)\n"
         "try:\n"
         "    with GdbGuest(timeout=2) as guest:\n"

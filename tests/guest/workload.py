@@ -60,7 +60,7 @@ FORMATS = ("2020", "2021")
 def slot_los(fmt: str, arch: str = DEFAULT_ARCH) -> tuple[int, ...]:
     """Lowest pfn of each slot of `arch` in a `fmt` tree, slot 0 first
     (ALLOCATOR.md's slot table, as model.arch has it)."""
-    from model.layout import slots_for
+    from allocview.model.layout import slots_for
 
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}")
@@ -70,7 +70,7 @@ def slot_los(fmt: str, arch: str = DEFAULT_ARCH) -> tuple[int, ...]:
 
 def page_shift_of(arch: str) -> int:
     """The page shift the fixture guest of `arch` is built with (the arch's default)."""
-    from model.arch import arch as arch_info
+    from allocview.model.arch import arch as arch_info
 
     return arch_info(arch).page_shift
 

@@ -1,7 +1,7 @@
 """Building the fixture guest (tests/guest) and naming its variants.
 
 Per-arch facts (QEMU binary, machine, cpu, gdb architecture and binaries,
-load address, page size) come from model.arch, the project's arch table;
+load address, page size) come from allocview.model.arch, the project's arch table;
 what only the fixture decides (firmware, console device, how a run ends)
 lives in qemu.py.
 """
@@ -64,7 +64,7 @@ class Variant:
     @property
     def info(self):
         """The arch's model.arch.Arch."""
-        from model.arch import arch
+        from allocview.model.arch import arch
 
         return arch(self.arch)
 

@@ -6,7 +6,7 @@
         g.dump_guest_memory(tmp / "core.elf")  # QMP
 
 Any arch of harness.ARCHES: "s390x-2021", "ppc64-2020-nomerge"... The
-QEMU binary, machine and cpu come from model.arch, the firmware options,
+QEMU binary, machine and cpu come from allocview.model.arch, the firmware options,
 console device and exit device from `fixture_args`; gdb is the arch's
 (gdb-multiarch off x86) with a relocatable ELF's symbols at its load
 address. `wait_exit()` gives the test's status on every arch.
@@ -41,7 +41,7 @@ _CHECKPOINT_RE = re.compile(r"^checkpoint (\d+) ops=(\d+) hash=0x([0-9a-f]+)\s*$
 _EXIT_STATUS_RE = re.compile(r"^EXIT: STATUS=(-?\d+)\s*$", re.M)
 
 # Fixture details model.arch does not know: machine options, firmware, how
-# the guest ends. (QEMU binary, machine and cpu come from model.arch.)
+# the guest ends. (QEMU binary, machine and cpu come from allocview.model.arch.)
 _MACHINE_OPTIONS = {
     # VOF, QEMU's light Open Firmware (vof.bin, default -bios with x-vof=on),
     # instead of SLOF; TCG lacks the spectre mitigations pseries asks for

@@ -36,8 +36,8 @@ def elf_objects(elf: "str | Path", names=("areas", "areas_mask")) -> dict[str, i
 
 def model_for(variant: "str | Variant"):
     """A fresh reference Allocator laid out like `variant`'s guest."""
-    from model.layout import layout_for
-    from model.reference import Allocator
+    from allocview.model.layout import layout_for
+    from allocview.model.reference import Allocator
 
     v = Variant.parse(variant)
     sym = elf_objects(v.elf)

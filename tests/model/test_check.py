@@ -1,14 +1,14 @@
 """Checker behaviours beyond the injectors: warnings, infos, format
 detection and the one-finding-per-broken-thing rule."""
 
-from model.check import check
-from model.constants import AREA_ANY_NUMBER, FLAG_DONTZERO
-from model.findings import CODES, Severity
-from model.inject import INJECTORS
-from model.layout import layout_for
-from model.reference import Allocator
-from model.report import report
-from model.snapshot import decode
+from allocview.model.check import check
+from allocview.model.constants import AREA_ANY_NUMBER, FLAG_DONTZERO
+from allocview.model.findings import CODES, Severity
+from allocview.model.inject import INJECTORS
+from allocview.model.layout import layout_for
+from allocview.model.reference import Allocator
+from allocview.model.report import report
+from allocview.model.snapshot import decode
 
 
 def snap_of(al, **kw):

@@ -5,10 +5,10 @@ true format with their breaches reported."""
 
 import pytest
 
-from model.check import check, errors
-from model.inject import inject, scenario
-from model.layout import layout_for
-from model.snapshot import decode
+from allocview.model.check import check, errors
+from allocview.model.inject import inject, scenario
+from allocview.model.layout import layout_for
+from allocview.model.snapshot import decode
 
 ARCHES = ["x86_64", "i386", "s390x", "aarch64", "ppc64", "riscv64"]
 
@@ -22,8 +22,8 @@ def freed_every_other_page(arch: str):
     """A 2021 state like upstream sieve's end: most free memory in single
     FREE pages on list 0 (every other page of a run freed: no buddies),
     and one pair of free buddies left unmerged."""
-    from model.constants import AREA_ANY_NUMBER, FLAG_DONTZERO
-    from model.reference import Allocator
+    from allocview.model.constants import AREA_ANY_NUMBER, FLAG_DONTZERO
+    from allocview.model.reference import Allocator
     al = Allocator(layout_for(arch, "2021"))
     al.init_area(AREA_ANY_NUMBER, 0x1000, 0x1400)
     pages = [al.alloc_pages_flags(0, FLAG_DONTZERO) for _ in range(600)]

@@ -7,9 +7,9 @@ import os
 
 import pytest
 
-from model.fuzz import Image
-from model.inject import scenario
-from model.layout import layout_for
+from allocview.model.fuzz import Image
+from allocview.model.inject import scenario
+from allocview.model.layout import layout_for
 
 from fuzzing import fuzz
 

@@ -3,11 +3,11 @@ that breach, at the right address, and nothing else at error severity."""
 
 import pytest
 
-from model.check import check
-from model.findings import Severity
-from model.inject import INJECTORS, inject, scenario
-from model.layout import layout_for
-from model.snapshot import decode
+from allocview.model.check import check
+from allocview.model.findings import Severity
+from allocview.model.inject import INJECTORS, inject, scenario
+from allocview.model.layout import layout_for
+from allocview.model.snapshot import decode
 
 COMBOS = [(a, f) for a in ("x86_64", "i386", "s390x", "aarch64") for f in ("2020", "2021")]
 

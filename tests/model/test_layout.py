@@ -3,8 +3,8 @@ DWARF-style offsets rebuild the same layouts."""
 
 import pytest
 
-from model.errors import LayoutError
-from model.layout import (ARCHES, FORMATS, Layout, Status, area_struct_for,
+from allocview.model.errors import LayoutError
+from allocview.model.layout import (ARCHES, FORMATS, Layout, Status, area_struct_for,
                           c_struct_offsets, layout_for)
 
 ALL = [(a, f) for a in ARCHES for f in FORMATS]
@@ -63,7 +63,7 @@ def test_x86_slots_per_tree():
 ])
 def test_byte_classification(byte, fmt, expected):
     nl = 52 if byte != 0x14 else 21
-    from model.layout import encoding_for
+    from allocview.model.layout import encoding_for
     assert encoding_for(fmt, nl).table[byte] == expected
 
 

@@ -2,10 +2,10 @@
 batching source's batching (the decoder prefetches list nodes in one
 read_many, which is one QMP round trip or one gdb/MI batch)."""
 
-from model.inject import scenario
-from model.layout import layout_for
-from model.memory import BytesMemory, CachedMemory
-from model.snapshot import decode
+from allocview.model.inject import scenario
+from allocview.model.layout import layout_for
+from allocview.model.memory import BytesMemory, CachedMemory
+from allocview.model.snapshot import decode
 
 
 class Batching:

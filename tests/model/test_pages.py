@@ -3,7 +3,7 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from model.pages import run_end
+from allocview.model.pages import run_end
 
 
 def naive_run_end(meta: bytes, i: int) -> int:
@@ -44,8 +44,8 @@ def test_run_end_from_inside_a_run_and_at_the_last_byte():
 def test_byte_pages_counts_every_byte_whatever_the_defects(runs, base, fmt):
     from collections import Counter
 
-    from model.layout import layout_for
-    from model.pages import scan_blocks
+    from allocview.model.layout import layout_for
+    from allocview.model.pages import scan_blocks
 
     meta = b"".join(bytes([b]) * n for b, n in runs)
     got = scan_blocks(meta, base, layout_for("x86_64", fmt).encoding).byte_pages

@@ -8,16 +8,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from model.check import check
-from model.constants import FLAG_DONTZERO, FLAG_FRESH
-from model.errors import MemoryReadError
-from model.findings import Severity
-from model.inject import scenario, scenario_ranges
-from model.constants import AREA_ANY_NUMBER
-from model.layout import layout_for
-from model.reference import Allocator
-from model.snapshot import decode
-from model.memory import SparseMemory
+from allocview.model.check import check
+from allocview.model.constants import FLAG_DONTZERO, FLAG_FRESH
+from allocview.model.errors import MemoryReadError
+from allocview.model.findings import Severity
+from allocview.model.inject import scenario, scenario_ranges
+from allocview.model.constants import AREA_ANY_NUMBER
+from allocview.model.layout import layout_for
+from allocview.model.reference import Allocator
+from allocview.model.snapshot import decode
+from allocview.model.memory import SparseMemory
 
 COMBOS = [(a, f) for a in ("x86_64", "i386", "s390x", "aarch64") for f in ("2020", "2021")]
 

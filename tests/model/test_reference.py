@@ -3,11 +3,11 @@ included. Addresses here are worked out by hand from the specification."""
 
 import pytest
 
-from model.constants import AREA_ANY_NUMBER, FLAG_DONTZERO, FLAG_FRESH
-from model.errors import ModelError
-from model.layout import layout_for
-from model.reference import Allocator, get_order
-from model.snapshot import decode
+from allocview.model.constants import AREA_ANY_NUMBER, FLAG_DONTZERO, FLAG_FRESH
+from allocview.model.errors import ModelError
+from allocview.model.layout import layout_for
+from allocview.model.reference import Allocator, get_order
+from allocview.model.snapshot import decode
 
 DZ = FLAG_DONTZERO
 

@@ -4,12 +4,12 @@ import random
 
 import pytest
 
-from model.constants import FLAG_DONTZERO, FLAG_FRESH
-from model.inject import scenario
-from model.layout import layout_for
-from model.reference import Allocator
-from model.snapshot import decode
-from model.stats import stats, why
+from allocview.model.constants import FLAG_DONTZERO, FLAG_FRESH
+from allocview.model.inject import scenario
+from allocview.model.layout import layout_for
+from allocview.model.reference import Allocator
+from allocview.model.snapshot import decode
+from allocview.model.stats import stats, why
 
 
 def test_stats_count_pages_and_blocks():

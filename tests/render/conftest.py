@@ -21,7 +21,7 @@ class GuestState:
     findings: list
 
     def whys(self) -> dict:
-        from model.stats import why
+        from allocview.model.stats import why
         return {k: why(self.snapshot, k, None, 0) for k in range(self.snapshot.layout.nlists)}
 
 
@@ -31,7 +31,7 @@ def guest_state(guest, workdir: Path) -> GuestState:
     from allocview.inspect import inspect
     from allocview.sources import open_source
     from allocview.symbols import load_program
-    from model.check import check
+    from allocview.model.check import check
 
     core = guest.dump_guest_memory(workdir / f"{guest.variant}.core")
     try:

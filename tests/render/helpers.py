@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from model.constants import AREA_ANY_NUMBER
-from model.layout import layout_for
-from model.reference import Allocator
-from model.snapshot import decode
+from allocview.model.constants import AREA_ANY_NUMBER
+from allocview.model.layout import layout_for
+from allocview.model.reference import Allocator
+from allocview.model.snapshot import decode
 
 GiB_PAGES = 1 << 18
 

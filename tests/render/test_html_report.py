@@ -10,8 +10,8 @@ import pytest
 
 from allocview.htmlreport import report_html
 from allocview.picture import CLASSES, FREE, describe, picture
-from model.report import report
-from model.stats import stats
+from allocview.model.report import report
+from allocview.model.stats import stats
 
 HEALTHY, NOMERGE = "x86_64-2021", "x86_64-2021-nomerge"
 
@@ -216,9 +216,9 @@ def test_a_16_gib_fragmented_state_makes_a_small_page_in_well_under_a_second():
     import time
     from pathlib import Path
 
-    from model.check import check
-    from model.snapshot import decode
-    from model.stats import why
+    from allocview.model.check import check
+    from allocview.model.snapshot import decode
+    from allocview.model.stats import why
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
     from bench import fragmented_16g
 
@@ -237,11 +237,11 @@ def test_a_16_gib_fragmented_state_makes_a_small_page_in_well_under_a_second():
 
 
 def test_a_finding_per_page_keeps_the_page_bounded():
-    from model.findings import Finding, Severity
-    from model.inject import scenario
-    from model.layout import layout_for
-    from model.snapshot import decode
-    from model.stats import why
+    from allocview.model.findings import Finding, Severity
+    from allocview.model.inject import scenario
+    from allocview.model.layout import layout_for
+    from allocview.model.snapshot import decode
+    from allocview.model.stats import why
 
     al = scenario(layout_for("x86_64", "2021"))
     snap = decode(al.memory, al.layout, al.areas_addr, al.mask_addr)

@@ -8,10 +8,10 @@ import re
 import xml.etree.ElementTree as ET
 
 from allocview import render
-from model.check import check
-from model.constants import FLAG_DONTZERO
-from model.inject import inject, scenario
-from model.layout import layout_for
+from allocview.model.check import check
+from allocview.model.constants import FLAG_DONTZERO
+from allocview.model.inject import inject, scenario
+from allocview.model.layout import layout_for
 
 from .helpers import GiB_PAGES, one_area, snap_of
 

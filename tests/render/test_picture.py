@@ -12,10 +12,10 @@ import pytest
 
 from allocview.picture import (ALLOCATED, FREE, SPECIAL, breaches_in, describe, geometry,
                                picture, tone)
-from model.check import check
-from model.constants import FLAG_DONTZERO
-from model.inject import inject, scenario
-from model.layout import layout_for
+from allocview.model.check import check
+from allocview.model.constants import FLAG_DONTZERO
+from allocview.model.inject import inject, scenario
+from allocview.model.layout import layout_for
 
 from .helpers import GiB_PAGES, one_area, snap_of
 

@@ -17,12 +17,12 @@ from allocview.suite import junit_xml, load_reports, suite_html
 from allocview.wrapper.outcome import Outcome
 from allocview.wrapper.results import document, summary_line, write
 from harness.browser import chromium, pages
-from model.check import check
-from model.inject import inject, scenario
-from model.layout import layout_for
-from model.report import report
-from model.snapshot import decode
-from model.stats import stats, why
+from allocview.model.check import check
+from allocview.model.inject import inject, scenario
+from allocview.model.layout import layout_for
+from allocview.model.report import report
+from allocview.model.snapshot import decode
+from allocview.model.stats import stats, why
 
 HOSTILE = "ctl \x00\x01\x07\x1b[31m\x7f, surrogate \ud800, non-chars \ufffe\uffff, ]]> <b>&amp;'\""
 
