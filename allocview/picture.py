@@ -241,7 +241,7 @@ def picture(snap: Snapshot, area: AreaSnapshot, findings=(), *, from_addr: int |
         first = max(first, snap.pfn(from_addr))
     if to_addr is not None:
         end = min(end, snap.pfn(to_addr - 1) + 1)     # every page [from, to) touches
-    if end <= first or area.metadata is None:
+    if end <= first or not area.decoded:
         return None
     n, origin, rows = geometry(first, end, cols, max_cells)
     on, _ = area_findings(snap, area, findings)

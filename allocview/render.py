@@ -175,7 +175,7 @@ def lists_view(snap: Snapshot, slots: set[int] | None = None, order: int | None 
 def _node_block(snap: Snapshot, a: AreaSnapshot, node: int, k: int) -> tuple:
     """The metadata byte of a list node's page and what it says."""
     i = snap.pfn(node) - a.base
-    if a.metadata is None or not 0 <= i < len(a.metadata):
+    if not 0 <= i < len(a.metadata):
         return "", ("outside the area", "bold red")
     b = a.metadata[i]
     st, o = snap.layout.encoding.table[b]
@@ -251,7 +251,7 @@ def map_cells(area: AreaSnapshot, enc, ncells: int, lo: int = 0,
     """The dominant status of each of ncells equal slices of the area's
     pages [lo, hi) (default: all of them): the JSON form of `map`."""
     classes = bytes(int(enc.table[b][0]) for b in range(256))
-    t = (area.metadata or b"")[lo:hi].translate(classes)
+    t = area.metadata[lo:hi].translate(classes)
     n = len(t)
     cells = []
     for c in range(ncells):

@@ -129,6 +129,7 @@ def _defect_finding(snap: Snapshot, a: AreaSnapshot, d: BlockDefect) -> Finding:
             else f"status bits {d.byte & 0xC0:#04x} are not a {enc.format} status"
         msg = (f"{d.npages} page(s) from pfn {d.pfn:#x} carry byte {d.byte:#04x}: {why}")
     elif d.kind == "block-inconsistent":
+        assert d.other is not None, "the scan names the page that differs"
         opfn, obyte = d.other
         msg = (f"block at pfn {d.pfn:#x} (byte {d.byte:#04x}, order {order}) has page "
                f"{opfn:#x} with byte {obyte:#04x}; all {1 << order} pages must carry {d.byte:#04x}")
@@ -332,19 +333,19 @@ def _lists_slow(snap: Snapshot, live: list[AreaSnapshot], slow: list[AreaSnapsho
 def _fold_nodes(snap: Snapshot, found: list[Finding]) -> list[Finding]:
     """list-node-not-free findings of pages in a row (a reserved range left
     on a list) as one finding each run; the others as they are."""
-    keep = [f for f in found if f.code != "list-node-not-free"]
+    keep = [f for f in found if f.code != "list-node-not-free" or f.address is None]
     groups: dict[tuple, list[Finding]] = {}
     for f in found:
-        if f.code == "list-node-not-free":
+        if f.code == "list-node-not-free" and f.address is not None:
             ev = dict(f.evidence)
             groups.setdefault((f.slot, ev.get("byte"), ev.get("list")), []).append(f)
     ps = snap.layout.page_size
     for (slot, byte, k), fs in groups.items():
-        fs.sort(key=lambda f: f.address)
+        fs.sort(key=lambda f: f.address or 0)      # all have one (grouped above)
         i = 0
         while i < len(fs):
             j = i + 1
-            while j < len(fs) and fs[j].address == fs[j - 1].address + ps:
+            while j < len(fs) and fs[j].address == (fs[j - 1].address or 0) + ps:
                 j += 1
             if j - i == 1:
                 keep.append(fs[i])

@@ -112,7 +112,7 @@ def _classify(prev, was, st: Status, o: int) -> tuple[str, str]:
             return ("freed", "") if was_o == o else ("freed", f"merged into order {o}")
         if was_st is Status.SPECIAL:
             return "unreserved", f"now free order {o}"
-        if was_st is not None and was_st.is_free:
+        if was_st is not None and was_st.is_free and was_o is not None:
             return ("split", f"from order {was_o}") if was_o > o else ("merged", f"from order {was_o}")
         return "changed", "now free"
     if st is Status.SPECIAL:

@@ -102,9 +102,11 @@ def generate(seed: int, n: int, layout: Layout, snap: Snapshot, *, mix: str = "d
     return ops
 
 
-def to_call(op: Op, layout: Layout, results: dict[int, int | None]) -> tuple[str, tuple] | None:
+def to_call(op: Op, layout: Layout, results: dict[int, int | None],
+            args_of: dict[int, tuple] | None = None) -> tuple[str, tuple] | None:
     """The entry point call for op in this tree, or None when it refers to
-    an operation that gave nothing (a failed alloc or reserve)."""
+    an operation that gave nothing (a failed alloc or reserve). `results`
+    and `args_of`: each earlier op's result and call arguments, by op.n."""
     ps = layout.page_size
     v2021 = layout.format == "2021"
     if op.kind in ("alloc", "fresh"):
@@ -115,16 +117,15 @@ def to_call(op: Op, layout: Layout, results: dict[int, int | None]) -> tuple[str
         return ("memalign_pages_flags", (align, size, op.flags)) if v2021 else \
             ("memalign_pages_area", (op.flags & 0xFFFF or 0xFFFFFFFF, align, size))
     if op.kind == "free":
-        p = results.get(op.ref)
+        p = results.get(op.ref) if op.ref is not None else None
         return ("free_pages", (p,)) if p else None
     if op.kind == "reserve":
         return ("reserve_pages" if v2021 else "alloc_pages_special", (op.pfn * ps, op.count))
     if op.kind == "unreserve":
-        got = results.get(op.ref)
-        if not got_reserved(got, v2021):
+        if op.ref is None or op.ref not in results or \
+                not got_reserved(results[op.ref], v2021):
             return None
-        ref_args = results.get(("args", op.ref))
-        return ("unreserve_pages" if v2021 else "free_pages_special", ref_args)
+        return ("unreserve_pages" if v2021 else "free_pages_special", (args_of or {})[op.ref])
     raise AllocviewError(f"unknown op kind {op.kind!r}")
 
 
@@ -141,7 +142,7 @@ def _model_call(al: Allocator, func: str, args: tuple) -> int | None:
 class DriveResult:
     ops: int                               # operations run
     calls: list[Call] = field(default_factory=list)
-    divergence: tuple[int, Call, list[Difference]] | None = None
+    divergence: tuple[int, Call | None, list[Difference]] | None = None
     seconds: float = 0.0
     reads: int = 0
 
@@ -168,10 +169,11 @@ class Driver:
     def run(self, ops: list[Op], progress: Callable[[int], None] | None = None) -> DriveResult:
         al = self.model()
         res = DriveResult(0)
-        results: dict = {}
+        results: dict[int, int | None] = {}
+        args_of: dict[int, tuple] = {}
         t = time.perf_counter()
         for k, op in enumerate(ops):
-            call = to_call(op, self.layout, results)
+            call = to_call(op, self.layout, results, args_of)
             if call is None:
                 continue
             func, args = call
@@ -185,14 +187,14 @@ class Driver:
             rec = Call(len(res.calls), func, tuple(args), got)
             res.calls.append(rec)
             results[op.n] = got
-            results[("args", op.n)] = args
+            args_of[op.n] = args
             res.ops = k + 1
             diffs = []
             if want is not None and got != want and "result" not in self.accepted:
                 diffs.append(Difference("result", None, got, f"model returned {want:#x}, guest "
                                         f"{got if got is None else hex(got)}"))
             if not diffs:
-                full = self.full_every and (k + 1) % self.full_every == 0
+                full = bool(self.full_every) and (k + 1) % self.full_every == 0
                 diffs = self.compare(al, touched, full)
             if diffs:
                 res.divergence = (k, rec, diffs)
@@ -293,7 +295,7 @@ def c_reproducer(calls: list[Call], layout: Layout) -> str:
     lines = ["/* allocview drive: a minimal sequence on which the guest departs from",
              " * the allocator's design (ALLOCATOR.md). Run it from the same start state. */",
              "static void allocview_repro(void)", "{", f"\tvoid *p[{max(len(calls), 1)}];"]
-    addr_of = {}
+    addr_of: dict[int, int] = {}
     for c in calls:
         args = []
         for a in c.args:

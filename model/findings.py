@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-__all__ = ["Severity", "Finding", "CODES", "explain"]
+__all__ = ["Severity", "Finding", "CODES"]
 
 
 class Severity(enum.IntEnum):
@@ -35,7 +35,8 @@ class Finding:
     last: int | None = None
 
     def to_json(self) -> dict:
-        doc = {"code": self.code, "severity": str(self.severity), "slot": self.slot,
+        doc: dict[str, object] = {"code": self.code, "severity": str(self.severity),
+                                  "slot": self.slot,
                "address": self.address, "message": self.message}
         if self.count > 1:
             doc["count"] = self.count
@@ -81,6 +82,3 @@ CODES: dict[str, str] = {
     "unmerged-buddies": "free buddies of the same order are merged on free",
 }
 
-
-def explain(code: str) -> str:
-    return CODES.get(code, "")

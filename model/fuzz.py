@@ -109,7 +109,7 @@ def mutate(img: Image, rnd: random.Random, kind: str) -> tuple[dict[int, bytes],
                             node + rnd.choice((1, 8, ps))))
         return {node + field_off: w.pack(value & ((1 << 8 * lay.ptr_size) - 1))}, "node"
     if kind == "masks":
-        value = rnd.choice((0, rnd.getrandbits(32), snap.areas_mask ^ (1 << rnd.randrange(8)),
+        value = rnd.choice((0, rnd.getrandbits(32), (snap.areas_mask or 0) ^ (1 << rnd.randrange(8)),
                             1 << rnd.randrange(32)))
         return {img.mask_addr: value.to_bytes(4, lay.endian)}, f"mask {value:#x}"
     s = lay.struct

@@ -287,7 +287,9 @@ def unmerged_buddies(img: _Image) -> Injected | None:
 
 
 def _set_max_order(img: _Image, a: _Area, value: int) -> None:
-    img.mem.write(img.desc(a.slot) + img.al.layout.struct.max_order_off, bytes((value,)))
+    off = img.al.layout.struct.max_order_off
+    assert off is not None, "only 2021 descriptors have max_order"
+    img.mem.write(img.desc(a.slot) + off, bytes((value,)))
 
 
 def max_order_low(img: _Image) -> Injected | None:

@@ -14,6 +14,7 @@ import enum
 from dataclasses import dataclass, field, replace
 
 from .arch import ARCHES, Arch, arch as _arch
+from .arch.base import Endian
 from .errors import LayoutError
 
 __all__ = [
@@ -67,12 +68,6 @@ class Encoding:
         if status is Status.SPECIAL:
             return 0x80 | order
         raise LayoutError(f"no byte for {status.name}")
-
-    def free_byte(self, order: int) -> int:
-        return self.byte(Status.FREE, order)
-
-    def fresh_byte(self, order: int) -> int:
-        return self.byte(Status.FRESH if self.format == "2021" else Status.FREE, order)
 
 
 def _classify(format: str, nlists: int, b: int) -> tuple[Status, int]:
@@ -145,7 +140,7 @@ class Layout:
         return self.arch.ptr_size
 
     @property
-    def endian(self) -> str:
+    def endian(self) -> "Endian":
         return self.arch.endian
 
     @property

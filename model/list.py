@@ -13,7 +13,7 @@ node's `prev` is kept so link checks need no second read.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Callable, Mapping, cast
 
 __all__ = ["ListWalk", "walk_list", "WALK_ENDS", "FOREIGN", "PageView"]
 
@@ -110,10 +110,11 @@ def walk_list(head: int, head_prev: int, head_next: int,
             elif got is None:
                 end = "unreadable"
             else:
+                prev, nxt = cast("tuple[int, int]", got)
                 push(cur)
-                push_prev(got[0])
+                push_prev(prev)
                 add(cur)
                 n += 1
-                cur = got[1]
+                cur = nxt
                 continue
         return ListWalk(head, head_prev, tuple(nodes), tuple(prevs), end, cur)

@@ -109,7 +109,7 @@ class SparseMemory:
     CHUNK_SHIFT = 16
     CHUNK = 1 << CHUNK_SHIFT
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._ranges: list[tuple[int, int]] = []          # mapped [start, end)
         self._chunks: dict[int, bytearray] = {}
         self._attached: list[tuple[int, bytearray]] = []  # (addr, buffer)

@@ -14,7 +14,7 @@ from itertools import accumulate, repeat
 
 from .layout import Encoding, Status
 
-__all__ = ["BlockDefect", "BlockMap", "scan_blocks", "block_at", "positions"]
+__all__ = ["BlockDefect", "BlockMap", "EMPTY_BLOCKS", "scan_blocks", "block_at", "positions"]
 
 
 
@@ -34,7 +34,8 @@ def run_end(meta: bytes, i: int) -> int:
     with bytes.count, and 7x on a uniform one (scripts/bench.py decode).
     """
     b = meta[i]
-    end = _RUN_RE[b].match(meta, i, i + _BLOCK).end()
+    # `b*` always matches: no None check in the hottest loop
+    end = _RUN_RE[b].match(meta, i, i + _BLOCK).end()  # type: ignore[union-attr]
     return end if end < i + _BLOCK else _long_run_end(meta, b, end)
 
 
@@ -46,7 +47,7 @@ def _long_run_end(meta: bytes, b: int, end: int) -> int:
     starts = meta.startswith
     while starts(block, end):
         end += _BLOCK
-    return _RUN_RE[b].match(meta, end).end()
+    return _RUN_RE[b].match(meta, end).end()  # type: ignore[union-attr]
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ class BlockMap:
         """One byte per page: 1 where a free order-0 block is, else 0."""
         got = self.__dict__.get("_mask0")
         if got is None:
+            assert self.encoding is not None, "free_mask0 of a BlockMap built without bytes"
             got = self.meta.translate(_order0(self.encoding).free_table)
             swallowed = [d for d in self.defects if d.kind == "block-inconsistent"]
             if swallowed:             # pages inside a broken block are not blocks
@@ -141,6 +143,10 @@ class BlockMap:
         for byte in self.free_high.values():
             out[byte & 0x3F] = out.get(byte & 0x3F, 0) + 1
         return out
+
+
+
+EMPTY_BLOCKS = BlockMap({}, {}, {}, ())     # an area that was not decoded
 
 
 def positions(mask: bytes, value: int, base: int = 0) -> list[int]:
@@ -220,7 +226,7 @@ def scan_blocks(meta: bytes, base: int, enc: Encoding, area_pages: int | None = 
                 _bulk_order0(meta, i, j, base, zero, npages, nblocks, hist, special)
                 i = j
                 continue
-        end = runs[b].match(meta, i, i + _BLOCK).end()      # run_end, inlined
+        end = runs[b].match(meta, i, i + _BLOCK).end()  # type: ignore[union-attr]  # run_end
         if end == i + _BLOCK:
             end = _long_run_end(meta, b, end)
         status, order = table[b]

@@ -112,14 +112,15 @@ def _search(memory: Memory, samples: list[tuple[int, bytes]], align: int) -> int
         pos = lo
         while pos < hi:
             end = min(hi, pos + CHUNK + overlap)
-            chunk = view(memory, pos, end - pos)
-            if chunk is None:
+            seen = view(memory, pos, end - pos)
+            if seen is not None:
+                data = bytes(seen)
+            else:
                 try:
-                    chunk = memory.read(pos, end - pos)
+                    data = memory.read(pos, end - pos)
                 except MemoryReadError:
                     pos += CHUNK
                     continue
-            data = bytes(chunk) if isinstance(chunk, memoryview) else chunk
             i = data.find(needle)
             while i >= 0:
                 offset = pos + i - addr0

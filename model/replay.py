@@ -140,9 +140,9 @@ def replay(al: Allocator, calls: list[Call], states: dict[int, tuple[AreaState, 
         res.calls = n + 1
         if call.result is not None and got is not None and got != call.result \
                 and "result" not in accepted:
-            diffs = (Difference("result", None, call.result,
-                                f"model returned {got:#x}, guest {call.result:#x}"),)
-            res.divergence = Divergence(n, call, got, diffs)
+            wrong = Difference("result", None, call.result,
+                               f"model returned {got:#x}, guest {call.result:#x}")
+            res.divergence = Divergence(n, call, got, (wrong,))
             return res
         if call.i in states:
             res.compared += 1

@@ -23,10 +23,11 @@ def report(snap: Snapshot, findings: list[Finding], placement=None) -> dict:
                "initialised": a.initialised}
         if a.decoded:
             p = a.blocks.pages
-            doc["pages"] = {"fresh": p[Status.FRESH], "free": p[Status.FREE],
-                            "allocated": p[Status.ALLOCATED], "special": p[Status.SPECIAL]}
+            pages = {"fresh": p[Status.FRESH], "free": p[Status.FREE],
+                     "allocated": p[Status.ALLOCATED], "special": p[Status.SPECIAL]}
             if p[Status.INVALID]:
-                doc["pages"]["invalid"] = p[Status.INVALID]
+                pages["invalid"] = p[Status.INVALID]
+            doc["pages"] = pages
             shift, off = snap.layout.page_shift, snap.phys_offset
             doc["free_blocks"] = {str(k): [(pfn << shift) + off for pfn in v]
                                   for k, v in sorted(a.blocks.free_by_order().items())}

@@ -22,7 +22,7 @@ from .format import choose_format
 from .layout import FORMATS, Layout
 from .list import FOREIGN, ListWalk, PageView, walk_list
 from .memory import Memory, ram_ranges, read_many, view
-from .pages import BlockMap, scan_blocks
+from .pages import EMPTY_BLOCKS, BlockMap, scan_blocks
 from .state import AreaState
 
 __all__ = ["AreaSnapshot", "Snapshot", "decode", "MAX_METADATA"]
@@ -42,30 +42,27 @@ class AreaSnapshot:
     page_states: int          # address of the metadata bytes
     max_order: int | None     # None in 2020 layouts
     initialised: bool         # bit `slot` of areas_mask
-    metadata: bytes | None = field(default=None, repr=False)
-    blocks: BlockMap | None = field(default=None, repr=False)
+    metadata: bytes = field(default=b"", repr=False)      # b"" when not decoded
+    blocks: BlockMap = field(default_factory=lambda: EMPTY_BLOCKS, repr=False)
     freelists: tuple[ListWalk, ...] = field(default=(), repr=False)
     # (head address, prev, next) of every list head, walked or not
     heads: tuple[tuple[int, int, int], ...] = field(default=(), repr=False)
+    decoded: bool = False     # metadata, blocks and freelists were read
 
     @property
     def pages(self) -> int:
         return max(self.top - self.base, 0)
 
     @property
-    def decoded(self) -> bool:
-        return self.blocks is not None
-
-    @property
     def decoded_top(self) -> int:
         """The first pfn past what was decoded: `top`, or the end of guest
         RAM for an area that claims more."""
-        return self.base + len(self.metadata) if self.metadata is not None else self.base
+        return self.base + len(self.metadata)
 
     def state(self) -> AreaState:
         """The comparable value the reference allocator's state() gives."""
         return AreaState(self.slot, self.base, self.top, self.page_states, self.max_order,
-                         self.metadata or b"", tuple(w.nodes for w in self.freelists))
+                         self.metadata, tuple(w.nodes for w in self.freelists))
 
 
 @dataclass(frozen=True)
@@ -333,17 +330,19 @@ def decode(memory: Memory, layout: Layout, areas_addr: int, mask_addr: int, *,
         meta = metas.get(r.slot)
         walks: tuple[ListWalk, ...] = ()
         if meta is not None:
-            pages = nodes.page_view((r.base << shift) + phys_offset, heads)
+            area_pages = nodes.page_view((r.base << shift) + phys_offset, heads)
             ws = []
             for k, (hprev, hnext) in enumerate(r.heads):
                 head = r.desc_addr + layout.struct.freelists_off + k * layout.struct.list_head_size
-                ws.append(walk_list(head, hprev, hnext, nodes.node_at, len(meta), heads, pages))
+                ws.append(walk_list(head, hprev, hnext, nodes.node_at, len(meta), heads,
+                                    area_pages))
             walks = tuple(ws)
         head0 = r.desc_addr + layout.struct.freelists_off
         heads_raw = tuple((head0 + k * layout.struct.list_head_size, p, n)
                           for k, (p, n) in enumerate(r.heads))
         areas.append(AreaSnapshot(r.slot, slot.name if slot else f"AREA{r.slot}", r.desc_addr,
-                                  r.base, r.top, r.page_states, r.max_order, init, meta,
-                                  blocks.get(r.slot), walks, heads_raw))
+                                  r.base, r.top, r.page_states, r.max_order, init,
+                                  meta or b"", blocks.get(r.slot, EMPTY_BLOCKS), walks, heads_raw,
+                                  decoded=meta is not None))
     return Snapshot(layout, areas_addr, mask_addr, mask, tuple(areas), tuple(problems), reason,
                     phys_offset)

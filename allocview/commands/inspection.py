@@ -187,7 +187,7 @@ def run_map(ctx, args) -> Result:
 
 def _page_range(snap, a, from_addr, to_addr) -> tuple[int, int]:
     """The area's decoded page indexes inside [from_addr, to_addr)."""
-    n = len(a.metadata or b"")
+    n = len(a.metadata)
     lo = 0 if from_addr is None else snap.pfn(from_addr) - a.base
     hi = n if to_addr is None else snap.pfn(to_addr + snap.layout.page_size - 1) - a.base
     return max(0, min(lo, n)), max(0, min(hi, n))

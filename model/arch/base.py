@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Literal, Mapping
+
+Endian = Literal["little", "big"]
 
 __all__ = ["Arch", "Boot", "CallABI", "SlotRange", "GiB", "MiB"]
 
@@ -114,7 +116,7 @@ class Boot:
 class Arch:
     name: str
     ptr_size: int                 # bytes in a pointer / unsigned long
-    endian: str                   # "little" or "big"
+    endian: Endian
     u64_align: int                # alignment of a 64-bit member inside a struct
     elf_machine: str              # pyelftools e_machine
     gdb_arch: str                 # gdb's `set architecture` name
@@ -123,7 +125,7 @@ class Arch:
     family: str                   # arches one QEMU binary may run (x86_64 runs i386 code)
     abi: CallABI
     boot: Boot
-    slots: dict[str, tuple[SlotRange, ...]] = field(compare=False)   # by tree
+    slots: Mapping[str, tuple[SlotRange, ...]] = field(compare=False)   # by tree
     max_areas: dict[str, int] = field(compare=False)                  # by tree
     page_shift: int = 12          # the default page size of its builds
     page_shifts: tuple[int, ...] = (12,)  # every page size a build may choose

@@ -15,7 +15,7 @@ from allocview.picture import (ALLOCATED, FREE, SPECIAL, breaches_in, describe, 
 from allocview.model.check import check
 from allocview.model.constants import FLAG_DONTZERO
 from allocview.model.inject import inject, scenario
-from allocview.model.layout import layout_for
+from allocview.model.layout import Status, layout_for
 
 from .helpers import GiB_PAGES, one_area, snap_of
 
@@ -64,7 +64,7 @@ def test_tone_is_the_largest_free_block_so_unmerged_single_pages_differ_from_one
     merged = one_area(GiB_PAGES)
     unmerged = one_area(GiB_PAGES)
     a = unmerged.area(1)
-    free0 = unmerged.layout.encoding.free_byte(0)
+    free0 = unmerged.layout.encoding.byte(Status.FREE, 0)
     lo = (a.base + 65536) // 65536 * 65536 - a.base        # 256 MiB of unmerged single pages
     a.meta[lo:lo + 65536] = bytes([free0]) * 65536
     views = []
