@@ -202,3 +202,36 @@ def test_gdb_leaves_a_running_guest_running_and_a_paused_one_paused(guest_with_s
     assert "the guest was" not in r.stderr and g.query_status() != "running"
     av("--gdb", f"127.0.0.1:{g.gdb_port}", "--elf", g.elf, "--resume", "areas", check_code=0)
     assert g.query_status() == "running"
+
+
+def test_cli_conventions():
+    """--version, python -m allocview, one-line usage errors, the source
+    options described once, every option with help."""
+    import sys as _sys
+    r = subprocess.run([_sys.executable, "-m", "allocview", "--version"], capture_output=True,
+                       text=True, cwd=ROOT)
+    assert r.returncode == 0 and r.stdout.startswith("allocview ")
+    r = av("check", "--nosuch")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "--help" in r.stderr
+    top = av("--help").stdout
+    assert "--dump FILE" in top and "--gdb HOST:PORT" in top
+    for name in ("check", "lists", "drive", "suite", "replay"):
+        sub = av(name, "--help").stdout
+        assert "dump-guest-memory" not in sub and "allocview sources" in sub, name
+    assert "--dump FILE" in av("sources").stdout
+    # every option has help; a default, when there is one, is shown
+    import argparse
+
+    from allocview.cli import build_parser
+    parser = build_parser()
+    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, sub in subs.choices.items():
+        for action in sub._actions:
+            if action.help == argparse.SUPPRESS or action.dest == "help":
+                continue
+            assert action.help, (name, action.dest)
+            default = action.default
+            if default not in (None, False, [], argparse.SUPPRESS) and \
+                    not isinstance(action, argparse._StoreTrueAction):
+                assert "default" in action.help, (name, action.dest)
