@@ -132,7 +132,7 @@ def _leave_report(out, settings: Settings, status: int, failing: bool) -> None:
     line = results.summary_line(doc)
     if settings.report_dir:
         try:
-            results.write(settings.report_dir, doc, line)
+            results.write(settings.report_dir, doc, line, out.state, out.page)
         except OSError as e:
             _say(f"cannot write the report to {settings.report_dir}: {e.strerror or e}")
     if settings.failure_to_stderr(failing):

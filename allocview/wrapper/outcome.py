@@ -26,6 +26,10 @@ class Outcome:
     check_time: float | None = None
     notes: list[str] = field(default_factory=list)
     read_via: str | None = None          # where the check's bytes came from
+    # with error or warning findings: the state's bytes (arch, [(addr, bytes)])
+    # for a small dump, and the HTML report, written beside the JSON
+    state: tuple[str, list] | None = None
+    page: str | None = None
 
     @property
     def checked(self) -> bool:

@@ -107,21 +107,31 @@ def summary_line(doc: dict) -> str:
     return f"{head}: {_findings_text(f)}; {f['areas']} areas, {free}{largest}"
 
 
-def write(report_dir: str, doc: dict, line: str) -> str:
+def write(report_dir: str, doc: dict, line: str, state: tuple[str, list] | None = None,
+          page: str | None = None) -> str:
     """<dir>/<test>.json (replaced whole, never half written) and the line
     appended to <dir>/summary.txt (one write: parallel tests do not
-    interleave); the report's path."""
+    interleave); with findings, <test>.elf (the state: `allocview --dump
+    <test>.elf --elf TEST.elf ...`) and <test>.html beside it. The report's
+    path."""
     os.makedirs(report_dir, exist_ok=True)
-    path = os.path.join(report_dir, f"{doc['test']['name']}.json")
-    fd, tmp = tempfile.mkstemp(prefix=".allocview-", suffix=".json", dir=report_dir)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f, indent=1)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    name = doc["test"]["name"]
+    path = os.path.join(report_dir, f"{name}.json")
+    _replace(path, lambda f: (json.dump(doc, f, indent=1), f.write("\n")))
+    if state is not None:
+        from ..dumpwrite import write_elf_dump
+        arch, ranges = state
+        elf = os.path.join(report_dir, f"{name}.elf")
+        fd, tmp = tempfile.mkstemp(prefix=".allocview-", suffix=".elf", dir=report_dir)
+        os.close(fd)
+        try:
+            write_elf_dump(tmp, ranges, arch=arch, partial=True)
+            os.replace(tmp, elf)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    if page is not None:
+        _replace(os.path.join(report_dir, f"{name}.html"), lambda f: f.write(page))
     fd = os.open(os.path.join(report_dir, "summary.txt"), os.O_WRONLY | os.O_CREAT | os.O_APPEND,
                  0o644)
     try:
@@ -129,3 +139,16 @@ def write(report_dir: str, doc: dict, line: str) -> str:
     finally:
         os.close(fd)
     return path
+
+
+def _replace(path: str, fill) -> None:
+    """Write a text file whole or not at all (a temporary file renamed)."""
+    fd, tmp = tempfile.mkstemp(prefix=".allocview-", suffix=os.path.splitext(path)[1],
+                               dir=os.path.dirname(path))
+    try:
+        with os.fdopen(fd, "w") as f:
+            fill(f)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise

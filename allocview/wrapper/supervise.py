@@ -368,13 +368,16 @@ class Supervisor:
 
     def _check(self, prog) -> None:
         from allocview.model.check import check
+        from allocview.model.findings import Severity
+        from allocview.model.memory import CachedMemory
         from allocview.model.report import report
 
         from ..inspect import NothingToCheck, inspect
 
-        mem = session_memory(self.mi, f"127.0.0.1:{self.listeners.gdb_port}", self.timeout)
+        stub = session_memory(self.mi, f"127.0.0.1:{self.listeners.gdb_port}", self.timeout)
+        mem = CachedMemory(self._host_first(stub), record=True)   # what a saved state holds
         try:
-            found = inspect(self._host_first(mem), prog)
+            found = inspect(mem, prog)
         except NothingToCheck as e:
             if self.bus.hurry:
                 raise MiError("QEMU went away while allocview read it") from None
@@ -388,7 +391,23 @@ class Supervisor:
         if self.bus.hurry:
             raise MiError("QEMU went away while allocview read it")
         snap = found.snapshot
-        self.out.report = report(snap, check(snap), found.placement)
+        findings = check(snap)
+        self.out.report = report(snap, findings, found.placement)
+        if any(f.severity >= Severity.WARNING for f in findings):
+            self._keep_state(snap, findings, found.placement, mem.ranges())
+
+    def _keep_state(self, snap, findings, placement, ranges) -> None:
+        """A test with findings: its state as a small dump and its HTML report,
+        for the report directory (any test reopened with --dump)."""
+        from allocview.model.stats import stats, why
+
+        from ..htmlreport import report_html
+        self.out.state = (snap.layout.arch.name, ranges)
+        try:
+            whys = {k: why(snap, k, None, 0) for k in range(snap.layout.nlists)}
+            self.out.page = report_html(snap, findings, stats(snap), whys, placement)
+        except Exception as e:  # noqa: BLE001 - the report's JSON matters more
+            self.out.notes.append(f"no HTML report: {type(e).__name__}: {e}")
 
     def _host_first(self, stub):
         """Guest RAM straight from our QEMU child (its pid is ours to know,

@@ -5,9 +5,11 @@ test, and nothing left running."""
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
+import sys
 
 import pytest
 
@@ -100,6 +102,16 @@ def test_error_findings_leave_the_status_alone_unless_asked(work):
         codes = {f["code"] for f in doc["findings"] if f["severity"] == "error"}
         assert codes == {"unmerged-buddies"} and doc["test"]["status"] == status
         assert doc["test"]["qemu_status"] == 1
+    # with findings, the state and its HTML report beside the JSON: the test
+    # reopens with --dump and says the same
+    state, page = work.reports / "kept.elf", work.reports / "kept.html"
+    assert page.read_text().startswith("<!doctype html")
+    again = subprocess.run([sys.executable, "-m", "allocview.cli", "--dump", str(state), "--elf",
+                            str(v.elf), "report", "--json"], capture_output=True, text=True)
+    doc = work.report("kept")
+    assert {k: w for k, w in json.loads(again.stdout).items() if k != "program"} == \
+        {k: w for k, w in doc.items() if k not in ("test", "program")}
+    assert state.stat().st_size < 1 << 20
 
 
 # Every way a test can end, as (guest command line, extra QEMU arguments,
