@@ -235,3 +235,34 @@ def test_cli_conventions():
             if default not in (None, False, [], argparse.SUPPRESS) and \
                     not isinstance(action, argparse._StoreTrueAction):
                 assert "default" in action.help, (name, action.dest)
+
+
+def test_narrowing_filters_exactly(make_guest, tmp_path):
+    """check/report --code, --area, --from/--to keep exactly the findings
+    they name; --limit folds the text, --all shows it whole."""
+    g = make_guest("x86_64-2021-nomerge", ops=400)
+    g.stop_at_checkpoint(3)
+    dump = g.dump_guest_memory(tmp_path / "core.elf")
+    base = ["--dump", dump, "--elf", g.elf]
+    every = json.loads(av(*base, "check", "--json").stdout)
+    codes = {f["code"] for f in every}
+    assert "unmerged-buddies" in codes and len(every) > 3
+    for code in codes:
+        got = json.loads(av(*base, "check", "--code", code, "--json").stdout)
+        assert got == [f for f in every if f["code"] == code]
+    slots = {f["slot"] for f in every if f["slot"] is not None}
+    for slot in slots:
+        got = json.loads(av(*base, "check", "--area", str(slot), "--json").stdout)
+        assert got == [f for f in every if f["slot"] == slot]
+    addrs = sorted(f["address"] for f in every if f["address"] is not None)
+    lo, hi = addrs[len(addrs) // 3], addrs[2 * len(addrs) // 3]
+    got = json.loads(av(*base, "check", "--from", hex(lo), "--to", hex(hi), "--json").stdout)
+    assert got == [f for f in every if f["address"] is not None
+                   and f.get("last", f["address"]) >= lo and f["address"] < hi]
+    report = json.loads(av(*base, "report", "--code", "unmerged-buddies", "--json").stdout)
+    assert report["findings"] == [f for f in every if f["code"] == "unmerged-buddies"]
+    many = [c for c in codes if sum(f["code"] == c for f in every) > 1]
+    assert many
+    text = av(*base, "check", "--code", many[0], "--limit", "1").stdout
+    assert "more (--all" in text
+    assert "more (--all" not in av(*base, "check", "--code", many[0], "--all").stdout
