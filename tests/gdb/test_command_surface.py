@@ -88,7 +88,7 @@ def test_same_arguments_in_gdb_and_the_cli(make_guest):
             " ".join(cli_usage.split()).replace("allocview ", "", 1), cmd.name
 
 
-def test_gdb_conventions(make_guest):
+def test_gdb_conventions(make_guest, tmp_path):
     g = make_guest("x86_64-2021")
     gdb = g.stop_at_checkpoint(2)
     gdb.cli(f"source {ROOT}/gdbext/alloc.py")
@@ -118,6 +118,13 @@ def test_gdb_conventions(make_guest):
     assert "alloc trace start" in complete("alloc trace st")
     assert "alloc check-each alloc_pages_flags" in complete("alloc check-each alloc_pages_f") or \
         any(c.startswith("alloc check-each alloc_pages") for c in complete("alloc check-each alloc_p"))
+    # a large JSON document is never paged to the terminal: it goes to a file
+    gdb.cli(f"cd {tmp_path}")
+    gdb.python("from allocview.gdbext import frontend; frontend.BIG_JSON = 1000")
+    said = gdb.cli("alloc report --json")
+    assert "written to alloc-report.json" in said and len(said) < 200, said
+    assert json.loads((tmp_path / "alloc-report.json").read_text())["areas"]
+    gdb.python("from allocview.gdbext import frontend; frontend.BIG_JSON = 1 << 20")
     # areas by number or name everywhere
     assert json.loads(gdb.cli("alloc lists LOW --json")) == \
         json.loads(gdb.cli("alloc lists 2 --json"))
