@@ -33,7 +33,7 @@ from allocview.model.stats import AreaStats, Why
 from .mapdraw import CLASS_FILL, TONE_FILL
 from .picture import TONES, Picture, class_tables, human_size, picture, tone, tone_label
 
-__all__ = ["report_html", "META_BUDGET", "OVERVIEW_CELLS", "LISTED"]
+__all__ = ["report_html", "state_page", "META_BUDGET", "OVERVIEW_CELLS", "LISTED"]
 
 OVERVIEW_CELLS = 8192          # cells of an area's first picture (128 x 64)
 META_BUDGET = 2 << 20          # compressed metadata bytes embedded (base64: 4/3 of it)
@@ -76,6 +76,14 @@ def report_html(snapshot: Snapshot, findings: list[Finding], stats: list[AreaSta
             "\n<div id=tip role=tooltip hidden></div>\n"
             f"<script type=\"application/json\" id=allocview-data>{_json(data)}</script>\n"
             f"<script>\n{_asset('report.js')}</script>\n</body>\n</html>\n")
+
+
+def state_page(snapshot: Snapshot, findings: list[Finding], placement=None) -> str:
+    """report_html with the statistics and every order's `why` computed here:
+    the page `report --html` and allocview-qemu write."""
+    from allocview.model.stats import stats, why
+    whys = {k: why(snapshot, k, None, 0) for k in range(snapshot.layout.nlists)}
+    return report_html(snapshot, findings, stats(snapshot), whys, placement)
 
 
 def _asset(name: str) -> str:

@@ -217,11 +217,9 @@ def run_report(ctx, args) -> Result:
 
 
 def _write_html(path: str, snap, found, placement) -> None:
-    from allocview.model.stats import stats, why
-    from .. import htmlreport
-    whys = {k: why(snap, k, None, 0) for k in range(snap.layout.nlists)}
+    from ..htmlreport import state_page
     with open(path, "w") as f:
-        f.write(htmlreport.report_html(snap, found, stats(snap), whys, placement))
+        f.write(state_page(snap, found, placement))
 
 
 # --------------------------------------------------------------------- diff

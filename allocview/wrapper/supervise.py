@@ -399,13 +399,10 @@ class Supervisor:
     def _keep_state(self, snap, findings, placement, ranges) -> None:
         """A test with findings: its state as a small dump and its HTML report,
         for the report directory (any test reopened with --dump)."""
-        from allocview.model.stats import stats, why
-
-        from ..htmlreport import report_html
+        from ..htmlreport import state_page
         self.out.state = (snap.layout.arch.name, ranges)
         try:
-            whys = {k: why(snap, k, None, 0) for k in range(snap.layout.nlists)}
-            self.out.page = report_html(snap, findings, stats(snap), whys, placement)
+            self.out.page = state_page(snap, findings, placement)
         except Exception as e:  # noqa: BLE001 - the report's JSON matters more
             self.out.notes.append(f"no HTML report: {type(e).__name__}: {e}")
 
