@@ -109,6 +109,8 @@ def test_every_command_on_a_dump(make_guest, tmp_path):
     assert page["block"] == why["block"] and page["list"] is not None
     assert "legend:" in av(*base, "map", check_code=0).stdout
     av(*base, "map", "--svg", tmp_path / "m.svg", "--html", tmp_path / "m.html", check_code=0)
+    av(*base, "report", "--html", tmp_path / "r.html", check_code=0)
+    assert (tmp_path / "r.html").read_text().lower().startswith("<!doctype html")
     assert (tmp_path / "m.svg").read_text().startswith("<svg") and "<rect" in (tmp_path / "m.svg").read_text()
     saved = tmp_path / "saved.elf"
     av(*base, "save", saved, check_code=0)

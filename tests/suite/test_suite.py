@@ -143,3 +143,15 @@ def test_a_malformed_report_is_one_line_and_control_characters_make_valid_xml(re
     case = next(c for c in root.iter("testcase") if c.get("name") == "noisy")
     assert "\\x1b[31m\\x00\\x07" in case.find("properties/property[@name='ended']").get("value")
     assert "console said \\x01\\x02" in case.find("failure").text
+
+
+def test_suite_html_links_the_pages_the_wrapper_left(reports):
+    """`allocview suite DIR --html DIR/index.html`: the nomerge test (error
+    findings) left its own page and state beside its JSON; the index links
+    the page."""
+    assert (reports / "nomerge.html").exists() and (reports / "nomerge.elf").exists()
+    assert not (reports / "healthy.html").exists()
+    index = reports / "index.html"
+    r = suite(reports, "--html", index)
+    assert r.returncode == 1, r.stderr
+    assert 'href="nomerge.html"' in index.read_text()
