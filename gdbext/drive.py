@@ -31,6 +31,8 @@ class GdbGuest:
         self._disabled: list = []
 
     def __enter__(self):
+        self._signal: str | None = None
+        gdb.events.stop.connect(self._stopped)
         self._saved = gdb.parameter("unwindonsignal")
         gdb.execute("set unwindonsignal on", to_string=True)
         for bp in gdb.breakpoints() or ():
@@ -39,7 +41,15 @@ class GdbGuest:
                 self._disabled.append(bp)
         return self
 
+    def _stopped(self, event) -> None:
+        """Which signal stopped a call (gdb's error message does not say)."""
+        self._signal = getattr(event, "stop_signal", None)
+
     def __exit__(self, *exc):
+        try:
+            gdb.events.stop.disconnect(self._stopped)
+        except (ValueError, RuntimeError):
+            pass
         for bp in self._disabled:
             if bp.is_valid():
                 bp.enabled = True
@@ -55,8 +65,9 @@ class GdbGuest:
             os.kill(os.getpid(), signal.SIGINT)
 
         timer = threading.Timer(self.timeout, interrupt)
-        timer.start()
+        self._signal = None
         try:
+            timer.start()
             v = gdb.parse_and_eval(expr)
             return None if v.type.code == gdb.TYPE_CODE_VOID else int(v)
         except KeyboardInterrupt:
@@ -68,7 +79,8 @@ class GdbGuest:
             if fired.is_set():
                 raise GuestCallError(f"{func}{tuple(args)} did not return in {self.timeout:g} s: "
                                      f"the guest hangs in it (the call was unwound)") from None
-            if "signaled while in a function called from GDB" in str(e) and _sigint(e):
+            if "signaled while in a function called from GDB" in str(e) and \
+                    (self._signal == "SIGINT" or _sigint(e)):
                 raise KeyboardInterrupt from None          # the user's Ctrl-C, not the guest
             raise GuestCallError(f"{func}{tuple(args)} failed in the guest: "
                                  f"{str(e).splitlines()[0]}") from None
