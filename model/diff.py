@@ -105,16 +105,20 @@ def _classify(prev, was, st: Status, o: int) -> tuple[str, str]:
     was_o = was[1] if was else None
     if st is Status.ALLOCATED:
         if was_st is not None and was_st.is_free:
-            return "allocated", (f"from a free block of order {was_o}" if was_o != o else "")
+            return "allocated", (f"from a free block of order {was_o}" if was_o != o else
+                                 f"the whole free block ({was_st.name.lower()} before)")
         return "changed", f"now allocated (was {was_st.name.lower() if was_st else 'inconsistent'})"
     if st.is_free:
         if was_st is Status.ALLOCATED:
-            return ("freed", "") if was_o == o else ("freed", f"merged into order {o}")
+            return ("freed", "back to a free list, unmerged") if was_o == o else \
+                ("freed", f"merged into order {o}")
         if was_st is Status.SPECIAL:
             return "unreserved", f"now free order {o}"
         if was_st is not None and was_st.is_free and was_o is not None:
             return ("split", f"from order {was_o}") if was_o > o else ("merged", f"from order {was_o}")
         return "changed", "now free"
     if st is Status.SPECIAL:
-        return ("reserved", "") if was_st is not None and was_st.is_free else ("changed", "now special")
+        if was_st is not None and was_st.is_free:
+            return "reserved", f"was free, order {was_o}"
+        return "changed", "now special"
     return "changed", "invalid byte"
