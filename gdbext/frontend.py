@@ -333,12 +333,14 @@ gdb stub."""
     def apply(self, value):
         s = session()
         s.host.mode = value
-        s.forget_host()
         s.invalidate()
 
     def get_show_string(self, svalue):
         if gdb.selected_inferior().pid == 0:
             return f"allocview reads guest memory the {svalue} way; no target yet."
+        if svalue == "stub":
+            return ("allocview reads guest memory the stub way: through the gdb stub (off: "
+                    "`set alloc source auto` reads QEMU's memory when it is local).")
         host = target.host_memory()
         if host is not None:
             return (f"allocview reads guest memory the {svalue} way: guest RAM from QEMU "

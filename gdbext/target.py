@@ -72,8 +72,7 @@ def host_memory() -> HostMemory | None:
     s = session()
     host = s.host
     if host.mode != "auto":
-        host.why_not = "off (set alloc source stub)"
-        return None
+        return None               # what was found stays: switching back costs nothing
     inf = gdb.selected_inferior()
     conn = getattr(inf, "connection", None)
     details = getattr(conn, "details", None) or ""
