@@ -50,6 +50,9 @@ def run_snapshot(ctx, args) -> Result:
              help="record the whole state after every N calls (0: never)"),
          arg("--funcs", nargs="+", metavar="FUNC", complete="entry-point",
              help="entry points to trace (default: the outermost ones the program has)"),
+         arg("--no-footprint", action="store_true",
+             help="record calls only, not the bytes each one writes (replay then compares "
+                  "results and recorded states only)"),
          writes=True, only="gdb")
 def run_trace(ctx, args) -> Result:
     from .trace import Tracer, entry_points
@@ -77,11 +80,31 @@ def run_trace(ctx, args) -> Result:
         raise CommandError("already tracing; `alloc trace stop` first")
     prog = symbols_at_guest("alloc trace")
     funcs = _entry_points(prog, args.funcs, entry_points)
-    _save(args.file + ".start.elf")
-    s.tracer = Tracer(args.file, funcs, args.snapshot_every, on_state=_state_now)
-    return Result({"tracing": True, "path": args.file, "funcs": funcs},
-                  _say(f"tracing {', '.join(funcs)} into {args.file} (start state in "
+    start = _save(args.file + ".start.elf")
+    footprint, why_not = (None, "--no-footprint") if args.no_footprint else _footprint(start)
+    s.tracer = Tracer(args.file, funcs, args.snapshot_every, on_state=_state_now,
+                      footprint=footprint)
+    also = ("each call's footprint too" if footprint is not None
+            else f"calls only: {why_not}")
+    return Result({"tracing": True, "path": args.file, "funcs": funcs,
+                   "footprints": footprint is not None},
+                  _say(f"tracing {', '.join(funcs)} into {args.file} ({also}; start state in "
                        f"{args.file}.start.elf); `continue` to run"))
+
+
+def _footprint(start):
+    """The design's model of the allocator from the start state, to say what
+    each call writes (model.footprint); (None, why) when it cannot hold it."""
+    from allocview.model.errors import ModelError
+    from allocview.model.footprint import Footprint
+    from allocview.model.reference import Allocator
+    try:
+        al = Allocator.from_state(start.layout, list(start.state()), start.areas_mask or 0,
+                                  areas_addr=start.areas_addr, mask_addr=start.mask_addr,
+                                  phys_offset=start.phys_offset)
+    except ModelError as e:
+        return None, f"the start state breaks the design ({e})"
+    return Footprint(al), ""
 
 
 def _state_now():
@@ -97,10 +120,12 @@ def _entry_points(prog, asked, default) -> list[str]:
     return funcs
 
 
-def _save(path: str) -> None:
+def _save(path: str):
+    """The state now, written to path as a small dump; the snapshot."""
     from allocview.dumpwrite import write_elf_dump
     snap, segments = recorded()
     write_elf_dump(path, segments, arch=snap.layout.arch.name, partial=True)
+    return snap
 
 
 # --------------------------------------------------------------- check-each

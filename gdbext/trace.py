@@ -19,6 +19,7 @@ import time
 import gdb  # type: ignore[import-not-found]
 
 from allocview.model.entry_points import SIGNATURES, outermost
+from allocview.model.errors import MemoryReadError
 from allocview.model.trace import TraceWriter
 
 from . import target
@@ -157,10 +158,13 @@ class Tracer(CallWatcher):
     """One recording session: every call into a trace file."""
 
     def __init__(self, path: str, funcs: list[str], snapshot_every: int = 0,
-                 on_state=None):
+                 on_state=None, footprint=None):
         prog = target.program()
         self.snapshot_every = snapshot_every
         self.on_state = on_state              # () -> the whole state now
+        # model.footprint.Footprint: the design's writes of each call, read back
+        self.footprint = footprint
+        self.memory = target.memory()
         self.writer = TraceWriter(path, {"arch": prog.arch, "format": prog.layout.format,
                                          "areas": prog.areas_addr, "areas_mask": prog.mask_addr,
                                          "funcs": funcs})
@@ -182,7 +186,15 @@ class Tracer(CallWatcher):
             self._resumed = None
 
     def on_call(self, func, args, result) -> bool:
-        self.writer.call(func, args, result)
+        wrote = None
+        if self.footprint is not None:
+            ranges = self.footprint.call(func, tuple(args))
+            if ranges is not None:
+                try:
+                    wrote = [(addr, self.memory.read(addr, size)) for addr, size in ranges]
+                except MemoryReadError:
+                    self.errors += 1
+        self.writer.call(func, args, result, wrote)
         if self.snapshot_every and self.on_state and \
                 self.writer.count % self.snapshot_every == 0:
             self.writer.state(self.on_state())

@@ -14,8 +14,8 @@ from .reference import Allocator
 from .state import AreaState
 from .trace import Call, VOID_FUNCS
 
-__all__ = ["Difference", "Divergence", "apply_call", "compare_states", "replay",
-           "DIFFERENCE_KINDS"]
+__all__ = ["Difference", "Divergence", "apply_call", "compare_states", "compare_footprint",
+           "replay", "DIFFERENCE_KINDS"]
 
 DIFFERENCE_KINDS = ("result", "area", "metadata", "max_order", "list-order", "list-set",
                     "model-error")
@@ -55,6 +55,52 @@ def apply_call(al: Allocator, call: Call) -> int | None:
     fn = getattr(al, call.func)
     r = fn(*call.args)
     return None if call.func in VOID_FUNCS else r
+
+
+def compare_footprint(al: Allocator, wrote, *, mode: str = "exact",
+                      accepted: frozenset[str] = frozenset()) -> list[Difference]:
+    """The model's bytes against the guest's where the call wrote (its
+    recorded footprint): metadata bytes, list nodes and heads, max_order."""
+    mem = al.memory
+    out: list[Difference] = []
+    for addr, guest in wrote:
+        model = mem.read(addr, len(guest))
+        if model == guest:
+            continue
+        i = next(k for k in range(len(guest)) if model[k] != guest[k])
+        kind, slot, where = _place(al, addr + i)
+        if kind in accepted or (mode == "relaxed" and kind == "list-order"):
+            continue
+        out.append(Difference(kind, slot, addr + i,
+                              f"{where}: the model wrote {model[i:i + 8].hex()}, the guest has "
+                              f"{guest[i:i + 8].hex()} (the call's footprint, {len(guest)} "
+                              f"bytes at {addr:#x})"))
+        if len(out) >= 8:
+            break
+    return out
+
+
+def _place(al: Allocator, addr: int) -> tuple[str, int | None, str]:
+    """What the byte at addr is in the allocator: (difference kind, slot, words)."""
+    s = al.layout.struct
+    for a in al.areas:
+        if a is None:
+            continue
+        if a.page_states <= addr < a.page_states + len(a.meta):
+            pfn = a.base + addr - a.page_states
+            return "metadata", a.slot, f"metadata byte of pfn {pfn:#x} (area {a.slot})"
+        desc = al.areas_addr + a.slot * s.size
+        if desc <= addr < desc + s.size:
+            off = addr - desc
+            if s.max_order_off is not None and off == s.max_order_off:
+                return "max_order", a.slot, f"max_order of area {a.slot}"
+            if s.freelists_off <= off < s.freelists_off + al.layout.nlists * s.list_head_size:
+                k = (off - s.freelists_off) // s.list_head_size
+                return "list-order", a.slot, f"the head of free list {k} of area {a.slot}"
+            return "area", a.slot, f"descriptor of area {a.slot} (offset {off})"
+    if al.mask_addr <= addr < al.mask_addr + 4:
+        return "area", None, "areas_mask"
+    return "list-order", None, f"the list node at {addr - addr % al.layout.ptr_size:#x}"
 
 
 def _first_bytes(a: bytes, b: bytes, limit: int = 4) -> list[int]:
@@ -119,6 +165,7 @@ class ReplayResult:
     calls: int
     divergence: Divergence | None = None
     compared: int = 0                 # states compared along the way
+    footprints: int = 0               # calls whose recorded footprint was compared
     model: Allocator | None = field(default=None, repr=False)
 
 
@@ -144,6 +191,12 @@ def replay(al: Allocator, calls: list[Call], states: dict[int, tuple[AreaState, 
                                f"model returned {got:#x}, guest {call.result:#x}")
             res.divergence = Divergence(n, call, got, (wrong,))
             return res
+        if call.wrote is not None:
+            res.footprints += 1
+            diffs = compare_footprint(al, call.wrote, mode=mode, accepted=accepted)
+            if diffs:
+                res.divergence = Divergence(n, call, got, tuple(diffs))
+                return res
         if call.i in states:
             res.compared += 1
             diffs = compare_states(al.state(), states[call.i], mode=mode, page_shift=shift,

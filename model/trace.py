@@ -4,7 +4,9 @@ A trace is JSON lines: a header object, then one object per call
 `{"i": N, "func": NAME, "args": [...], "result": INT|null}`, and optionally
 state records `{"after": N, "state": [AREA, ...]}` (after call N) whose
 metadata is zlib-compressed and base64-encoded (runs of equal bytes shrink
-to almost nothing).
+to almost nothing). A call may carry its footprint (model/footprint.py):
+`"w": {"r": [[ADDR, SIZE], ...], "z": BYTES}`, the guest's bytes after the
+call where the design says the call writes, compressed the same way.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ class Call:
     func: str
     args: tuple[int, ...]
     result: int | None
+    # the guest's bytes after the call where the design writes: ((addr, bytes), ...)
+    wrote: tuple[tuple[int, bytes], ...] | None = field(default=None, compare=False, repr=False)
 
     def to_json(self) -> dict:
         return {"i": self.i, "func": self.func, "args": list(self.args), "result": self.result}
@@ -64,6 +68,22 @@ def state_from_json(doc: list[dict]) -> tuple[AreaState, ...]:
     return tuple(out)
 
 
+def _wrote_to_json(wrote: list[tuple[int, bytes]]) -> dict:
+    return {"r": [[addr, len(data)] for addr, data in wrote],
+            "z": base64.b64encode(zlib.compress(b"".join(d for _, d in wrote), 6)).decode()}
+
+
+def _wrote_from_json(doc: dict) -> tuple[tuple[int, bytes], ...]:
+    blob = zlib.decompress(base64.b64decode(doc["z"]))
+    out, pos = [], 0
+    for addr, size in doc["r"]:
+        out.append((int(addr), blob[pos:pos + int(size)]))
+        pos += int(size)
+    if pos != len(blob):
+        raise ValueError("footprint sizes do not add up to its bytes")
+    return tuple(out)
+
+
 def read_trace(path: str) -> Trace:
     """Parse a trace; AllocviewError naming the line for anything malformed."""
     require_regular(path, "trace")
@@ -87,10 +107,11 @@ def read_trace(path: str) -> Trace:
                         raise ValueError(f"unknown function {doc['func']!r}")
                     trace.calls.append(Call(int(doc["i"]), doc["func"],
                                             tuple(int(x) for x in doc["args"]),
-                                            None if doc.get("result") is None else int(doc["result"])))
+                                            None if doc.get("result") is None else int(doc["result"]),
+                                            _wrote_from_json(doc["w"]) if "w" in doc else None))
                 elif "after" in doc:
                     trace.states[int(doc["after"])] = state_from_json(doc["state"])
-            except (ValueError, KeyError, TypeError, zlib.error) as e:
+            except (ValueError, KeyError, TypeError, zlib.error) as e:  # binascii.Error too
                 raise AllocviewError(f"{path}:{n}: not a trace record ({e})") from None
     if trace is None:
         raise AllocviewError(f"{path}: empty, not a trace")
@@ -106,9 +127,12 @@ class TraceWriter:
         self.count = 0
         self.f.write(json.dumps({"trace": 1, **header}) + "\n")
 
-    def call(self, func: str, args: tuple[int, ...], result: int | None) -> None:
-        self.f.write(json.dumps({"i": self.count, "func": func, "args": list(args),
-                                 "result": result}) + "\n")
+    def call(self, func: str, args: tuple[int, ...], result: int | None,
+             wrote: list[tuple[int, bytes]] | None = None) -> None:
+        doc = {"i": self.count, "func": func, "args": list(args), "result": result}
+        if wrote is not None:
+            doc["w"] = _wrote_to_json(wrote)
+        self.f.write(json.dumps(doc) + "\n")
         self.count += 1
 
     def state(self, state: tuple[AreaState, ...]) -> None:

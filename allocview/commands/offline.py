@@ -56,12 +56,13 @@ def run_replay(ctx, args) -> Result:
                  accepted=read_known(args.known))
     took = time.perf_counter() - t
     verdict = replay_verdict(res, against is not None, len(trace.calls))
-    data = {"calls": res.calls, "compared": res.compared, "end_state_checked": against
-            is not None, "seconds": round(took, 3), "verdict": verdict,
+    data = {"calls": res.calls, "compared": res.compared, "footprints": res.footprints,
+            "end_state_checked": against is not None, "seconds": round(took, 3),
+            "verdict": verdict,
             "divergence": res.divergence.to_json() if res.divergence else None}
     doc = render.Doc()
-    doc.line(f"replayed {res.calls} of {len(trace.calls)} calls in {took:.2f} s, "
-             f"{res.compared} state comparison(s)")
+    doc.line(f"replayed {res.calls} of {len(trace.calls)} calls in {took:.2f} s: "
+             f"{res.footprints} call footprint(s), {res.compared} state comparison(s)")
     if res.divergence is None:
         doc.line((verdict, "green" if res.compared else "yellow"))
     else:
@@ -76,11 +77,13 @@ def replay_verdict(res, end_checked: bool, calls: int) -> str:
     """What a replay without divergence may claim: results only, or state."""
     if res.divergence is not None:
         return "divergence"
-    if not res.compared:
+    if not res.compared and not res.footprints:
         return (f"every result of the {calls} calls is the model's; no state was compared "
-                f"(the trace holds no states and no --against end state was given), so "
-                f"the guest's metadata and lists were not checked")
+                f"(the trace holds no footprints or states and no --against end state was "
+                f"given), so the guest's metadata and lists were not checked")
+    seen = (f"{res.footprints} call footprint(s), " if res.footprints else "") + \
+        f"{res.compared} state comparison(s) and every result"
     if not end_checked:
-        return (f"no divergence in {res.compared} state comparison(s) and every result; the "
-                f"end state was not checked (give --against DUMP)")
-    return "no divergence: the guest follows the design"
+        return (f"no divergence in {seen}; the end state was not checked (give --against "
+                f"DUMP)")
+    return f"no divergence in {seen}: the guest follows the design"

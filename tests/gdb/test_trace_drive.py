@@ -191,3 +191,44 @@ def test_ctrl_c_in_drive_says_the_start_state_was_restored(make_guest, tmp_path)
     assert "signaled" not in str(e.value)
     assert gdb.cli("alloc report --json") == before
     assert gdb.print_int("1 + 1") == 2
+
+
+@pytest.mark.parametrize("variant", ["x86_64-2021", "x86_64-2021-nomerge",
+                                     "x86_64-2021-splitend"])
+def test_replay_names_the_call_that_departed(make_guest, variant, tmp_path):
+    """Each call's footprint (the bytes the design says it writes, read back
+    from the guest) is in the trace: replay names the first call whose
+    bytes are not the model's, the first free that should have merged,
+    not the end of the trace."""
+    from harness.replay import first_merging_call
+
+    defect = variant.rsplit("-", 1)[1] if variant.count("-") == 2 else None
+    g = make_guest(variant, ops=2000)
+    gdb = sourced(g.stop_at_checkpoint(1))
+    trace = tmp_path / "t.jsonl"
+    assert "footprint" in gdb.cli(f"alloc trace start {trace}")
+    gdb.run_to_checkpoint(2, timeout=300)
+    gdb.cli("alloc trace stop")
+    end = tmp_path / "end.elf"
+    gdb.cli(f"alloc save {end}")
+    calls = [json.loads(x) for x in trace.read_text().splitlines()[1:]]
+    # every call has its footprint while the model can follow the guest
+    # (past a departure the model may refuse a call the guest took)
+    upto = first_merging_call(g) + 1 if defect == "nomerge" else 1 if defect else len(calls)
+    assert calls and all("w" in c for c in calls[:upto])
+    r = allocview("--elf", g.elf, "replay", trace, "--against", end, "--json")
+    doc = json.loads(r.stdout)
+    if not defect:
+        assert r.returncode == 0 and doc["divergence"] is None, doc
+        assert doc["footprints"] == doc["calls"] == len(calls)
+        return
+    assert r.returncode == 1, doc
+    div = doc["divergence"]
+    assert div["index"] < len(calls) - 1 and div["call"] is not None, (div, len(calls))
+    if defect == "nomerge":            # the first free after which the design merged
+        assert div["index"] == first_merging_call(g)
+        assert div["call"]["func"] in ("free_pages", "unreserve_pages")
+    else:                              # a call that split a block the wrong way round
+        assert div["call"]["func"].startswith(("alloc", "memalign", "reserve"))
+    assert {d["kind"] for d in div["differences"]} & {"metadata", "list-order"}
+    assert "footprint" in div["differences"][0]["detail"]
