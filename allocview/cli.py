@@ -24,6 +24,7 @@ from contextlib import ExitStack, contextmanager
 
 from allocview.model.arch import ARCHES
 from allocview.model.errors import AllocviewError
+from allocview.model.drive_io import start_image
 from allocview.model.memory import CachedMemory
 
 from . import render
@@ -354,12 +355,16 @@ class CliContext:
                         phys_offset=self.args.phys_offset, load_offset=self.args.load_offset,
                         search=False, require=False)
         self._drive = found
-        return found.snapshot, mem.ranges(), found.program
+        return found.snapshot, start_image(mem, found.program), found.program
 
     @contextmanager
-    def drive_guest(self, timeout: float):
+    def drive_guest(self, timeout: float, console: str | None = None):
         from .drive_mi import MiGuest
-        yield MiGuest(self.source(), timeout)
+        guest = MiGuest(self.source(), self._drive.program, timeout, console)
+        try:
+            yield guest
+        finally:
+            guest.close()
 
     def decode_now(self):
         from allocview.model.snapshot import decode

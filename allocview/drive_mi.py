@@ -1,14 +1,19 @@
 """`allocview drive --gdb`: the drive guest over gdb/MI (pygdbmi).
 
 Inferior calls are `-data-evaluate-expression` of the entry point cast to
-its prototype; a call that does not return in time is interrupted (SIGINT
-to gdb, which unwinds it: `unwindonsignal on`) and reported.
+its prototype. A call that does not return in time is interrupted (SIGINT
+to gdb, which unwinds it: `unwindonsignal on`); one that reaches the
+test's abort/exit path stops at a breakpoint there and its frames are
+discarded by `return` from the frame gdb's dummy frame called. Either is a
+CallDied naming the call, with what the guest printed when its console
+file is known.
 """
 
 from __future__ import annotations
 
-from allocview.model.drive import GuestCallError
-from allocview.model.drive_io import call_expression, parse_int
+from allocview.model.drive import CallDied, GuestCallError, GuestGone
+from allocview.model.drive_io import ConsoleTail, call_expression, parse_int
+from allocview.model.entry_points import DEATH_PATHS, VOID_FUNCS
 
 from .errors import SourceError
 from .mi import message
@@ -16,32 +21,101 @@ from .sources.gdbmi import GdbMiSource
 
 __all__ = ["MiGuest"]
 
+_GONE = ("Remote connection closed", "The program is not being run", "Remote communication error",
+         "Couldn't get registers", "gdb exited", "gdb is gone")
+
 
 class MiGuest:
-    def __init__(self, source: GdbMiSource, timeout: float = 10.0):
+    def __init__(self, source: GdbMiSource, program, timeout: float = 2.0,
+                 console: str | None = None):
         self.src = source
         self.timeout = timeout
+        self.console = ConsoleTail(console)
+        self._deaths: dict[int, str] = {}
+        self._breakpoints: list[str] = []
         rec = self.src.batch(["-gdb-set unwindonsignal on"], 10)[0]
         if rec["message"] == "error":
             raise SourceError(f"{source.label}: gdb refused unwindonsignal: {message(rec)}")
+        for name in DEATH_PATHS:
+            addr = program.symbols.get(name)
+            if addr is None:
+                continue
+            rec = self.src.batch([f"-break-insert *{addr:#x}"], 10)[0]
+            if rec["message"] == "done":
+                self._deaths[addr] = name
+                self._breakpoints.append(str(rec["payload"]["bkpt"]["number"]))
+
+    def close(self) -> None:
+        if self._breakpoints and not self.src.closed:
+            try:
+                self.src.batch([f"-break-delete {' '.join(self._breakpoints)}"], 10)
+            except SourceError:
+                pass
+        self._breakpoints = []
 
     def call(self, func: str, args: tuple[int, ...]) -> int | None:
         expr = call_expression(func, args).replace('"', '\\"')
+        what = f"{func}({', '.join(hex(a) for a in args)})"
+        self.console.mark()
         try:
             rec = self.src.batch([f'-data-evaluate-expression "{expr}"'], self.timeout)[0]
         except SourceError as e:
             if "no answer" in str(e):
-                self.src.interrupt()
-                raise GuestCallError(f"{func}{tuple(args)} did not return in {self.timeout:g} s: "
-                                     f"the guest hangs in it (interrupted)") from None
-            raise GuestCallError(f"{func}{tuple(args)}: {e}") from None
+                where = self._interrupt()
+                raise CallDied("hang", f"{what} did not return in {self.timeout:g} s: the guest "
+                               f"hangs in {where or 'it'}() (interrupted; the call was unwound)",
+                               self.console.since(), where) from None
+            raise GuestGone(f"{what}: {e}") from None
         if rec["message"] != "done":
-            raise GuestCallError(f"{func}{tuple(args)} failed in the guest: {message(rec)}")
+            text = message(rec)
+            if "stopped while in a function called from GDB" in text:
+                raise self._unwind(what) from None
+            if any(g in text for g in _GONE):
+                raise GuestGone(f"{what}: {text.splitlines()[0]}")
+            raise GuestCallError(f"{what} failed in the guest: {text}")
         value = (rec.get("payload") or {}).get("value")
-        if value is None or func in ("free_pages", "unreserve_pages", "free_pages_special",
-                                     "page_alloc_init_area"):
+        if value is None or func in VOID_FUNCS:
             return None
         return parse_int(value)
+
+    def _interrupt(self) -> str | None:
+        """Interrupt a hanging call (gdb unwinds it); the function it was in,
+        from the stop gdb reports (waited for by a command queued behind it)."""
+        before = len(self.src.stops)
+        self.src.interrupt()
+        try:
+            self.src.batch(["-gdb-show version"], 30)
+        except SourceError as e:
+            raise GuestGone(f"the guest does not come back from an interrupt: {e}") from None
+        for stop in self.src.stops[before:]:
+            func = (stop.get("frame") or {}).get("func")
+            if func and func not in DEATH_PATHS:
+                return func
+        return None
+
+    def _unwind(self, what: str) -> CallDied:
+        """Discard the frames of a call stopped in the abort/exit path, up
+        to gdb's dummy frame (the registers come back as they were)."""
+        console = self.console.since()
+        rec = self.src.batch(["-stack-list-frames"], 30)[0]
+        frames = (rec.get("payload") or {}).get("stack") or []
+        frames = [f.get("frame", f) for f in frames]
+        pc = int(frames[0].get("addr", "0"), 16) if frames else 0
+        where = self._deaths.get(pc, f"a stop at {pc:#x}")
+        caller = next((f.get("func") for f in frames
+                       if f.get("func") and f.get("func") not in DEATH_PATHS), None)
+        dummy = next((int(f["level"]) for f in frames
+                      if f.get("func") == "<function called from gdb>"), None)
+        if not dummy:
+            raise GuestGone(f"{what} stopped in {where} and gdb shows no frame of the call "
+                            f"to unwind")
+        recs = self.src.batch([f"-stack-select-frame {dummy - 1}",
+                               '-interpreter-exec console "return"'], 30)
+        bad = [r for r in recs if r["message"] != "done"]
+        if bad:
+            raise GuestGone(f"{what} stopped in {where}; unwinding it failed: {message(bad[0])}")
+        return CallDied("abort", f"{what} reached {where}() from {caller or '?'}() in the guest "
+                        f"(the call was unwound)", console, caller)
 
     def read(self, addr: int, size: int) -> bytes:
         return self.src.read(addr, size)
@@ -52,5 +126,5 @@ class MiGuest:
             rec = self.src.batch([f"-data-write-memory-bytes {addr + off:#x} {piece.hex()}"],
                                      30)[0]
             if rec["message"] != "done":
-                raise SourceError(f"{self.src.label}: cannot write {len(piece)} bytes at "
-                                  f"{addr + off:#x}: {message(rec)}")
+                raise GuestGone(f"{self.src.label}: cannot write {len(piece)} bytes at "
+                                f"{addr + off:#x}: {message(rec)}")

@@ -22,7 +22,7 @@ from allocview.model.errors import AllocviewError, LayoutError
 from allocview.model.files import require_regular
 from allocview.model.arch import ARCHES, by_elf
 from allocview.model.arch import arch as arch_named
-from allocview.model.entry_points import ENTRY_POINTS, tree_of
+from allocview.model.entry_points import DEATH_PATHS, ENTRY_POINTS, tree_of
 from allocview.model.layout import Layout, layout_for
 from allocview.model.program import Program
 
@@ -32,16 +32,17 @@ __all__ = ["Program", "load_program", "FUNCTIONS", "HOMES"]
 
 # Entry points trace/drive break on, and the program's ends (and the
 # fixture guest's checkpoint).
-FUNCTIONS = tuple(e.name for e in ENTRY_POINTS) + ("exit", "abort", "checkpoint")
+FUNCTIONS = tuple(e.name for e in ENTRY_POINTS) + DEATH_PATHS + ("checkpoint",)
 # Data symbols and the file that defines each.
 HOMES = {
     "areas": "alloc_page.c", "areas_mask": "alloc_page.c",
     "vfree_top": "vmalloc.c",
     "regions": "alloc_phys.c", "nr_regions": "alloc_phys.c",
     "base": "alloc_phys.c", "top": "alloc_phys.c",
+    "lock": "alloc_page.c",          # the page allocator's lock (drive restores it)
 }
 # Names too common to take from another file when their home has none.
-_HOME_ONLY = {"base", "top"}
+_HOME_ONLY = {"base", "top", "lock"}
 
 
 @dataclass(frozen=True)

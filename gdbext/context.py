@@ -16,6 +16,7 @@ import gdb  # type: ignore[import-not-found]
 from allocview.commands import CommandError
 from allocview.inspect import NothingToCheck
 from allocview.model.assess import assess, with_cause
+from allocview.model.drive_io import start_image
 from allocview.model.memory import CachedMemory
 from allocview.model.placement import verify
 from allocview.model.snapshot import Snapshot, decode
@@ -156,13 +157,13 @@ class GdbContext:
         mem = CachedMemory(target.memory(), record=True)
         start = decode(mem, prog.layout, prog.areas_addr, prog.mask_addr,
                        format=session().format)
-        return start, mem.ranges(), prog
+        return start, start_image(mem, prog), prog
 
     @contextmanager
-    def drive_guest(self, timeout: float):
+    def drive_guest(self, timeout: float, console: str | None = None):
         from .drive import GdbGuest
         try:
-            with GdbGuest(timeout) as guest:
+            with GdbGuest(timeout, console) as guest:
                 yield guest
         finally:
             session().invalidate()

@@ -1,9 +1,12 @@
 """`alloc drive`'s guest: inferior calls and memory through gdb.
 
-An inferior call can hang or kill the guest. A watchdog interrupts a call
-that does not return in time (gdb then unwinds it, `unwindonsignal`), and
-any gdb error inside a call becomes a GuestCallError naming the call.
-Breakpoints are disabled while driving so no stop lands inside a call.
+A call can kill the guest. One that does not return in time is interrupted
+by a watchdog (gdb unwinds it: `unwindonsignal`); one that reaches the
+test's abort/exit path stops at a breakpoint there, and its frame is
+discarded by `return` from the frame gdb's dummy frame called (registers
+as they were before the call). Either is a CallDied naming the call, with
+what the guest printed when its console file is known. User breakpoints
+are disabled while driving so no other stop lands inside a call.
 """
 
 from __future__ import annotations
@@ -14,21 +17,30 @@ import threading
 
 import gdb  # type: ignore[import-not-found]
 
-from allocview.model.drive import GuestCallError
-from allocview.model.drive_io import call_expression
+from allocview.model.drive import CallDied, GuestCallError, GuestGone
+from allocview.model.drive_io import ConsoleTail, call_expression
+from allocview.model.entry_points import DEATH_PATHS
 
+from . import target
 from .target import GdbMemory
 
 __all__ = ["GdbGuest"]
 
+# gdb's words when the guest is gone, not just the call
+_GONE = ("Remote connection closed", "The program is not being run", "Remote communication error",
+         "Couldn't get registers")
+
 
 class GdbGuest:
-    def __init__(self, timeout: float = 10.0):
+    def __init__(self, timeout: float = 2.0, console: str | None = None):
         self.timeout = timeout
         self.inferior = gdb.selected_inferior()
         self._memory = GdbMemory(self.inferior)
+        self.console = ConsoleTail(console)
         self.calls = 0
         self._disabled: list = []
+        self._deaths: dict[int, str] = {}
+        self._planted: list = []
 
     def __enter__(self):
         self._signal: str | None = None
@@ -39,17 +51,30 @@ class GdbGuest:
             if bp.enabled:
                 bp.enabled = False
                 self._disabled.append(bp)
+        prog, _where = target.placed()
+        for name in DEATH_PATHS:
+            addr = prog.symbols.get(name)
+            if addr is not None:
+                self._deaths[addr] = name
+                bp = gdb.Breakpoint(f"*{addr:#x}", internal=True)
+                bp.silent = True
+                self._planted.append(bp)
         return self
 
     def _stopped(self, event) -> None:
-        """Which signal stopped a call (gdb's error message does not say)."""
+        """Which signal stopped a call (gdb's error message does not say),
+        and where: gdb unwinds a signalled call right after this."""
         self._signal = getattr(event, "stop_signal", None)
+        self._where = _innermost()
 
     def __exit__(self, *exc):
         try:
             gdb.events.stop.disconnect(self._stopped)
         except (ValueError, RuntimeError):
             pass
+        for bp in self._planted:
+            if bp.is_valid():
+                bp.delete()
         for bp in self._disabled:
             if bp.is_valid():
                 bp.enabled = True
@@ -59,6 +84,7 @@ class GdbGuest:
         expr = call_expression(func, args)
         self.calls += 1
         fired = threading.Event()
+        what = f"{func}({', '.join(hex(a) for a in args)})"
 
         def interrupt():
             fired.set()
@@ -66,6 +92,8 @@ class GdbGuest:
 
         timer = threading.Timer(self.timeout, interrupt)
         self._signal = None
+        self._where = None
+        self.console.mark()
         try:
             timer.start()
             v = gdb.parse_and_eval(expr)
@@ -73,29 +101,79 @@ class GdbGuest:
         except KeyboardInterrupt:
             if not fired.is_set():
                 raise                                  # the user's Ctrl-C: drive stops
-            raise GuestCallError(f"{func}{tuple(args)} did not return in {self.timeout:g} s: "
-                                 f"the guest hangs in it (the call was unwound)") from None
+            raise self._hung(what) from None
         except gdb.error as e:
+            text = str(e)
             if fired.is_set():
-                raise GuestCallError(f"{func}{tuple(args)} did not return in {self.timeout:g} s: "
-                                     f"the guest hangs in it (the call was unwound)") from None
-            if "signaled while in a function called from GDB" in str(e) and \
+                raise self._hung(what) from None
+            if "signaled while in a function called from GDB" in text and \
                     (self._signal == "SIGINT" or _sigint(e)):
                 raise KeyboardInterrupt from None          # the user's Ctrl-C, not the guest
-            raise GuestCallError(f"{func}{tuple(args)} failed in the guest: "
-                                 f"{str(e).splitlines()[0]}") from None
+            if "stopped while in a function called from GDB" in text:
+                raise self._stopped_in_death_path(what) from None
+            if any(g in text for g in _GONE):
+                raise GuestGone(f"{what}: {text.splitlines()[0]}") from None
+            raise GuestCallError(f"{what} failed in the guest: {text.splitlines()[0]}") from None
         finally:
             timer.cancel()
+
+    def _hung(self, what: str) -> CallDied:
+        where = self._where
+        return CallDied("hang", f"{what} did not return in {self.timeout:g} s: the guest hangs "
+                        f"in {where or 'it'}() (interrupted; the call was unwound)",
+                        self.console.since(), where)
+
+    def _stopped_in_death_path(self, what: str) -> CallDied:
+        """The call reached abort()/exit() (or another stop): discard its
+        frames up to gdb's dummy frame, which restores the registers."""
+        pc = int(gdb.selected_frame().pc())
+        where = self._deaths.get(pc, f"a stop at {pc:#x}")
+        caller = _innermost()
+        console = self.console.since()
+        frame, callee = gdb.newest_frame(), None
+        while frame is not None and frame.type() != gdb.DUMMY_FRAME:
+            callee, frame = frame, frame.older()
+        if frame is None or callee is None:
+            raise GuestGone(f"{what} stopped in {where} and gdb shows no frame of the call "
+                            f"to unwind")
+        confirm = gdb.parameter("confirm")
+        try:
+            gdb.execute("set confirm off", to_string=True)
+            callee.select()
+            gdb.execute("return", to_string=True)
+        except gdb.error as e:
+            raise GuestGone(f"{what} stopped in {where}; unwinding it failed: {e}") from None
+        finally:
+            gdb.execute(f"set confirm {'on' if confirm else 'off'}", to_string=True)
+        return CallDied("abort", f"{what} reached {where}() from {caller or '?'}() in the guest "
+                        f"(the call was unwound)", console, caller)
 
     def read(self, addr: int, size: int) -> bytes:
         return self._memory.read(addr, size)
 
     def write(self, addr: int, data: bytes) -> None:
-        self.inferior.write_memory(addr, data)
+        try:
+            self.inferior.write_memory(addr, data)
+        except gdb.error as e:
+            raise GuestGone(f"cannot write guest memory at {addr:#x}: {e}") from None
+
+
+def _innermost() -> str | None:
+    """The innermost function of the stopped call (inlined ones count)
+    that is not the test's abort/exit path."""
+    try:
+        frame = gdb.newest_frame()
+        while frame is not None and frame.type() != gdb.DUMMY_FRAME:
+            name = frame.name()
+            if name and name not in DEATH_PATHS:
+                return name
+            frame = frame.older()
+    except gdb.error:
+        pass
+    return None
 
 
 def _sigint(e: gdb.error) -> bool:
     """gdb names the signal that stopped a call: SIGINT is the user's Ctrl-C
     (our own watchdog's is told apart by its flag)."""
     return "SIGINT" in str(e) or "Interrupt" in str(e)
-

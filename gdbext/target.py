@@ -13,7 +13,7 @@ import gdb  # type: ignore[import-not-found]
 from allocview.sources.hostmem import HostFirst, HostMemory, HostMemoryUnavailable, stub_owner
 from allocview.model.arch import ARCHES, by_gdb_name
 from allocview.model.arch import arch as arch_named
-from allocview.model.entry_points import ENTRY_POINTS, tree_of
+from allocview.model.entry_points import DEATH_PATHS, ENTRY_POINTS, tree_of
 from allocview.model.errors import LayoutError, MemoryReadError
 from allocview.model.layout import Layout, layout_for
 from allocview.model.placement import Placement, place
@@ -173,6 +173,11 @@ def program(format_hint: str | None = None) -> Program:
     except LayoutError as e:
         raise gdb.GdbError(f"allocview: {e}") from None
     syms = {e.name: a for e in ENTRY_POINTS if (a := address_of([e.name])) is not None}
+    # drive stops a call that reaches these, and restores the lock after it
+    syms.update({name: a for name in DEATH_PATHS if (a := address_of([name])) is not None})
+    lock = address_of(["'alloc_page.c'::lock"])
+    if lock is not None:
+        syms["lock"] = lock
     if layout is None:
         hint = format_hint or tree_of(syms)
         layout, source = layout_for(arch, hint), "built-in table (no debug info)"

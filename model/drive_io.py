@@ -4,11 +4,16 @@ each entry point for inferior calls, and the files a divergence leaves."""
 
 from __future__ import annotations
 
-from .drive import DriveResult, c_reproducer, write_trace
+import os
+import time
+
+from .drive import DEAD_KINDS, DriveResult, c_reproducer, group, write_trace
 from .layout import Layout
 from .trace import SIGNATURES
 
-__all__ = ["call_expression", "parse_int", "write_reproducer"]
+__all__ = ["call_expression", "parse_int", "write_reproducer", "ConsoleTail", "start_image",
+           "lock_held",
+           "drive_session", "drive_words"]
 
 _C_TYPES = {1: "unsigned char", 4: "unsigned int", 8: "unsigned long long", 0: "unsigned long"}
 
@@ -30,15 +35,69 @@ def parse_int(text: str) -> int:
 def write_reproducer(prefix: str, result: DriveResult, layout: Layout,
                      start_image: list[tuple[int, bytes]], header: dict,
                      write_dump, end_state=None) -> list[str]:
-    """PREFIX.jsonl (a trace `allocview replay` takes, with the guest's
-    state after the last call, so replay shows the divergence), its start
-    state PREFIX.jsonl.start.elf, and PREFIX.c (the calls for a test)."""
+    """PREFIX.jsonl (a trace `allocview replay` takes: with the guest's
+    state after the last call, or the call that died marked, so replay
+    shows the departure), its start state PREFIX.jsonl.start.elf, and
+    PREFIX.c (the calls for a test)."""
     paths = [prefix + ".jsonl", prefix + ".jsonl.start.elf", prefix + ".c"]
-    write_trace(paths[0], result.calls, header, end_state)
+    died = next(((d.call.i, f"{d.kind}: {d.differences[0].detail}")
+                 for d in result.departures if d.kind in DEAD_KINDS), None)
+    write_trace(paths[0], result.calls, header, None if died else end_state, died)
     write_dump(paths[1], start_image)
     with open(paths[2], "w") as f:
         f.write(c_reproducer(result.calls, layout))
     return paths
+
+
+def start_image(mem, prog) -> list[tuple[int, bytes]]:
+    """What drive restores: every range the start decode read through the
+    recording memory `mem`, and the allocator's lock (a call that dies
+    inside the allocator leaves it held: the next call would spin)."""
+    lock = prog.symbols.get("lock")
+    if lock is not None:
+        mem.read(lock, 4)
+    return mem.ranges()
+
+
+def lock_held(image: list[tuple[int, bytes]], prog) -> bool:
+    """Whether the allocator's lock is taken in the start image: the guest
+    stopped inside the allocator, where any call would spin."""
+    lock = prog.symbols.get("lock")
+    for addr, data in image:
+        if lock is not None and addr <= lock and lock + 4 <= addr + len(data):
+            return any(data[lock - addr:lock - addr + 4])
+    return False
+
+
+class ConsoleTail:
+    """What the guest printed during a call: the bytes appended to its
+    console file (QEMU's -serial file:, -chardev ...,logfile=) since mark()."""
+
+    LIMIT = 4096
+
+    def __init__(self, path: str | None):
+        self.path = path
+        self.at = 0
+
+    def mark(self) -> None:
+        if self.path:
+            try:
+                self.at = os.path.getsize(self.path)
+            except OSError:
+                self.at = 0
+
+    def since(self) -> str | None:
+        """The text printed since mark() (its last LIMIT bytes), or None
+        when there is no console file to read."""
+        if not self.path:
+            return None
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.at)
+                data = f.read()
+        except OSError:
+            return None
+        return data[-self.LIMIT:].decode(errors="replace")
 
 
 def read_known(path: str | None) -> frozenset[str]:
@@ -61,24 +120,28 @@ def read_known(path: str | None) -> frozenset[str]:
 
 def drive_session(guest, start, image, ops, *, mode: str, accepted: frozenset[str],
                   shrink_it: bool, prefix: str, header: dict, write_dump, decode_end,
-                  keep: bool = False, progress=None) -> dict:
-    """The whole of `drive` after the start state is read: run, and on a
-    divergence shrink it, replay the minimal sequence once more from the
-    restored start, read the guest's end state and write the reproducer;
-    restore the start state at the end unless `keep`. A JSON-ready summary."""
+                  keep: bool = False, first: bool = False, progress=None) -> dict:
+    """The whole of `drive` after the start state is read: run (past every
+    departure unless `first`), shrink each distinct defect, replay its
+    minimal sequence once more from the restored start, read the guest's
+    end state and write its reproducer; restore the start state at the end
+    unless `keep`. A JSON-ready summary."""
     from .drive import Driver, restore
-    driver = Driver(guest, start, mode=mode, accepted=accepted)
+    driver = Driver(guest, start, image=image, mode=mode, accepted=accepted)
     try:
-        out = _session(driver, guest, start, image, ops, shrink_it=shrink_it, prefix=prefix,
-                       header=header, write_dump=write_dump, decode_end=decode_end,
+        out = _session(driver, ops, shrink_it=shrink_it, prefix=prefix, header=header,
+                       write_dump=write_dump, decode_end=decode_end, first=first,
                        progress=progress)
     except KeyboardInterrupt:
         raise _interrupted(guest, start, image, keep) from None
     except BaseException:
         if not keep:
-            restore(guest, start, image)
+            try:
+                restore(guest, start, image)
+            except Exception:  # noqa: BLE001 - the first error is the one to tell
+                pass
         raise
-    if not keep:
+    if not keep and not out.get("gone"):
         restore(guest, start, image)
     return out
 
@@ -97,40 +160,95 @@ def _interrupted(guest, start, image, keep: bool):
                             "(every byte of it the start decode read)")
 
 
-def _session(driver, guest, start, image, ops, *, shrink_it, prefix, header, write_dump,
-             decode_end, progress) -> dict:
-    from .drive import restore, shrink
-    res = driver.run(ops, progress)
+def _session(driver, ops, *, shrink_it, prefix, header, write_dump, decode_end, first,
+             progress) -> dict:
+    from .drive import GuestGone, shrink
+    res = driver.run(ops, progress, go_on=not first)
+    gone = res.gone
+    defects = group(res.departures)
     out = {"ops": res.ops, "calls": len(res.calls), "seconds": round(res.seconds, 2),
            "ops_per_s": round(res.ops / res.seconds, 1) if res.seconds else None,
-           "divergence": None}
-    if res.divergence:
-        k, call, diffs = res.divergence
-        failing = shrink(driver, ops[:k + 1], image) if shrink_it else ops[:k + 1]
-        restore(guest, start, image)
-        final = driver.run(failing)
-        paths = write_reproducer(prefix, final, start.layout, image, header, write_dump,
-                                 decode_end())
-        out["divergence"] = {"after_op": k, "call": call.to_json(),
-                             "differences": [d.to_json() for d in diffs],
-                             "shrunk": [c.to_json() for c in final.calls],
-                             "shrunk_c": [c.c() for c in final.calls], "files": paths}
+           "skipped": res.skipped, "adopted": res.adopted,
+           "recoveries": len(res.recoveries),
+           "recovery_s": round(max(res.recoveries), 3) if res.recoveries else None,
+           "divergence": None, "defects": []}
+    t = time.perf_counter()
+    for n, d in enumerate(defects, 1):
+        k = d.first.op
+        if gone:                  # nothing to shrink or reproduce with: list it as found
+            out["defects"].append(_found(d, []))
+            continue
+        try:
+            failing = shrink(driver, ops[:k + 1], d.signature) if shrink_it else ops[:k + 1]
+            driver.restore()
+            final = driver.run(failing, go_on=True, want=d.signature)
+            dead = any(x.kind in DEAD_KINDS for x in final.departures)
+            end = None if dead else decode_end()
+        except GuestGone as e:
+            gone = str(e)
+            out["defects"].append(_found(d, []))
+            continue
+        path_prefix = prefix if first else f"{prefix}-{n}"
+        paths = write_reproducer(path_prefix, final, driver.layout, driver.image, header,
+                                 write_dump, end)
+        shown = any(x.signature == d.signature for x in final.departures)
+        out["defects"].append(_found(d, paths, final.calls, shown))
+    out["shrink_seconds"] = round(time.perf_counter() - t, 2)
+    if gone:
+        out["gone"] = gone
+    if out["defects"]:
+        first_d = out["defects"][0]
+        out["divergence"] = {**first_d["first"], "shrunk": first_d["shrunk"],
+                             "shrunk_c": first_d["shrunk_c"], "files": first_d["files"]}
     return out
 
 
+def _found(d, paths: list[str], calls=(), reproduced: bool = False) -> dict:
+    """One distinct defect, JSON-ready."""
+    return {"signature": d.signature, "kind": d.first.kind, "hits": d.hits,
+            "last_op": d.last_op,
+            "by_call": dict(d.by_call.most_common()), "first": d.first.to_json(),
+            "reproduced": reproduced, "shrunk": [c.to_json() for c in calls],
+            "shrunk_c": [c.c() for c in calls], "files": paths}
+
+
 def drive_words(out: dict) -> list[str]:
-    """The summary in words, for gdb and the CLI."""
+    """The summary in words, for gdb and the CLI: a table of the distinct
+    defects, then each one's minimal sequence and files."""
     lines = [f"{out['ops']} operations, {out['calls']} calls in {out['seconds']} s "
              f"({out['ops_per_s']} ops/s)"]
-    d = out["divergence"]
-    if d is None:
+    if out.get("recoveries"):
+        lines.append(f"{out['recoveries']} recoveries from the start state (slowest "
+                     f"{out['recovery_s']} s); {out['skipped']} calls not sent again "
+                     f"(they repeat one that killed the guest)")
+    defects = out["defects"]
+    if out.get("gone"):
+        lines.append(f"the guest cannot be brought back: {out['gone']} (what was found "
+                     f"before is below)")
+    if not defects:
         return lines + ["no divergence: the guest follows the design"]
-    c = d["call"]
-    lines.append(f"DIVERGENCE after operation {d['after_op']}: {c['func']}"
-                 f"({', '.join(hex(a) for a in c['args'])}) -> "
-                 f"{'void' if c['result'] is None else hex(c['result'])}")
-    lines += [f"  {x['kind']}: {x['detail']}" for x in d["differences"][:10]]
-    lines.append(f"shrunk to {len(d['shrunk'])} operation(s):")
-    lines += [f"    {c}" for c in d["shrunk_c"]]
-    lines.append(f"reproducer: {', '.join(d['files'])}")
+    lines.append(f"DIVERGENCE: {len(defects)} distinct defect(s)")
+    lines.append(f"  {'#':>2}  {'defect':<28} {'hits':>5}  minimal sequence")
+    for n, d in enumerate(defects, 1):
+        seq = "; ".join(d["shrunk_c"]) or "(none)"
+        if len(seq) > 60:
+            seq = seq[:57] + "..."
+        lines.append(f"  {n:>2}  {d['signature']:<28} {d['hits']:>5}  {seq}")
+    for n, d in enumerate(defects, 1):
+        c = d["first"]["call"]
+        res = "void" if c["result"] is None else hex(c["result"])
+        lines.append(f"#{n} {d['signature']}: first after operation {d['first']['after_op']}: "
+                     f"{c['func']}({', '.join(hex(a) for a in c['args'])}) -> {res}")
+        lines += [f"    {x['kind']}: {x['detail']}" for x in d["first"]["differences"][:6]]
+        if d["first"].get("console"):
+            lines += [f"    console: {ln}" for ln in d["first"]["console"].splitlines()[-4:]]
+        lines.append(f"    hit by: " + ", ".join(f"{k} x{v}" for k, v in d["by_call"].items()))
+        if not d["files"]:
+            lines.append("    not shrunk: the guest was gone")
+            continue
+        lines.append(f"    shrunk to {len(d['shrunk'])} call(s)"
+                     + ("" if d["reproduced"] else " (did NOT reproduce from the start state)")
+                     + ":")
+        lines += [f"      {c}" for c in d["shrunk_c"]]
+        lines.append(f"    reproducer: {', '.join(d['files'])}")
     return lines

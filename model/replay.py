@@ -18,7 +18,7 @@ __all__ = ["Difference", "Divergence", "apply_call", "compare_states", "compare_
            "replay", "DIFFERENCE_KINDS"]
 
 DIFFERENCE_KINDS = ("result", "area", "metadata", "max_order", "list-order", "list-set",
-                    "model-error")
+                    "model-error", "died")
 
 
 @dataclass(frozen=True)
@@ -179,6 +179,12 @@ def replay(al: Allocator, calls: list[Call], states: dict[int, tuple[AreaState, 
     shift, off = al.layout.page_shift, al.phys_offset
     res = ReplayResult(0, model=al)
     for n, call in enumerate(calls):
+        if call.died:
+            # the guest never returned from it: no state after it to compare
+            res.calls = n + 1
+            res.divergence = Divergence(n, call, None, (Difference("died", None, None,
+                                                                   call.died),))
+            return res
         try:
             got = apply_call(al, call)
         except ModelError as e:

@@ -1,7 +1,8 @@
 """Allocator call traces: what `alloc trace` records and `replay` reads.
 
 A trace is JSON lines: a header object, then one object per call
-`{"i": N, "func": NAME, "args": [...], "result": INT|null}`, and optionally
+`{"i": N, "func": NAME, "args": [...], "result": INT|null}` (with `"died":
+WORDS` when the call never returned: drive's reproducers), and optionally
 state records `{"after": N, "state": [AREA, ...]}` (after call N) whose
 metadata is zlib-compressed and base64-encoded (runs of equal bytes shrink
 to almost nothing). A call may carry its footprint (model/footprint.py):
@@ -34,6 +35,8 @@ class Call:
     result: int | None
     # the guest's bytes after the call where the design writes: ((addr, bytes), ...)
     wrote: tuple[tuple[int, bytes], ...] | None = field(default=None, compare=False, repr=False)
+    # the call never returned: the guest hung or aborted in it (drive's words)
+    died: str | None = field(default=None, compare=False)
 
     def to_json(self) -> dict:
         return {"i": self.i, "func": self.func, "args": list(self.args), "result": self.result}
@@ -108,7 +111,8 @@ def read_trace(path: str) -> Trace:
                     trace.calls.append(Call(int(doc["i"]), doc["func"],
                                             tuple(int(x) for x in doc["args"]),
                                             None if doc.get("result") is None else int(doc["result"]),
-                                            _wrote_from_json(doc["w"]) if "w" in doc else None))
+                                            _wrote_from_json(doc["w"]) if "w" in doc else None,
+                                            str(doc["died"]) if doc.get("died") else None))
                 elif "after" in doc:
                     trace.states[int(doc["after"])] = state_from_json(doc["state"])
             except (ValueError, KeyError, TypeError, zlib.error) as e:  # binascii.Error too
@@ -128,10 +132,12 @@ class TraceWriter:
         self.f.write(json.dumps({"trace": 1, **header}) + "\n")
 
     def call(self, func: str, args: tuple[int, ...], result: int | None,
-             wrote: list[tuple[int, bytes]] | None = None) -> None:
-        doc = {"i": self.count, "func": func, "args": list(args), "result": result}
+             wrote: list[tuple[int, bytes]] | None = None, died: str | None = None) -> None:
+        doc: dict = {"i": self.count, "func": func, "args": list(args), "result": result}
         if wrote is not None:
             doc["w"] = _wrote_to_json(wrote)
+        if died:
+            doc["died"] = died
         self.f.write(json.dumps(doc) + "\n")
         self.count += 1
 

@@ -158,6 +158,11 @@ class GdbMiSource(Source):
         """Interrupt what the target is doing (an inferior call that hangs)."""
         self._mi.interrupt()
 
+    @property
+    def stops(self) -> list[dict]:
+        """The `*stopped` payloads gdb reported so far, oldest first."""
+        return self._mi.stops
+
     # ---------------------------------------------------------------- reads
     def _read(self, addr: int, size: int) -> bytes:
         return self._memory.read(addr, size)

@@ -33,3 +33,21 @@ def test_drive_over_mi_healthy_and_defect(make_guest, tmp_path):
         # the start state is back
         again = allocview("--gdb", target, "--elf", g.elf, "check", "--json")
         assert again.returncode == 0, again.stderr
+
+
+def test_drive_over_mi_recovers_from_dead_calls(make_guest, tmp_path):
+    """Through gdb/MI too: the call that aborts stops at abort() and is
+    unwound, the call that hangs is interrupted, and both are named by
+    where the guest was, as in gdb."""
+    g = make_guest("x86_64-2021-multi")
+    g.stop_at_checkpoint(2)
+    g.gdb.disconnect()
+    r = allocview("--gdb", f"127.0.0.1:{g.gdb_port}", "--elf", g.elf, "drive", "--ops", "400",
+                  "--seed", "4", "--yes", "--json", "--console", g.console_path,
+                  "--out", tmp_path / "m")
+    assert r.returncode == 1, r.stderr
+    doc = json.loads(r.stdout)
+    sigs = {d["signature"] for d in doc["defects"]}
+    assert {"abort:reserve", "hang:cpu_relax"} <= sigs, sigs
+    again = allocview("--gdb", f"127.0.0.1:{g.gdb_port}", "--elf", g.elf, "check", "--json")
+    assert again.returncode == 0, again.stderr

@@ -84,39 +84,107 @@ def test_trace_of_the_workload_replays_without_divergence(make_guest, variant, t
 
 
 # both pointer sizes and formats; tests/arches drives every other arch
-@pytest.mark.parametrize("variant", ["x86_64-2021", "i386-2020"])
-def test_drive_2000_operations_on_a_healthy_guest(make_guest, variant, tmp_path):
-    g = make_guest(variant)
+def test_drive_5000_operations_of_each_mix_on_a_healthy_guest(make_guest, tmp_path):
+    from allocview.model.mixes import MIXES
+    g = make_guest("x86_64-2021")
+    gdb = sourced(g.stop_at_checkpoint(2))
+    before = gdb.cli("alloc report --json")
+    for mix in MIXES:
+        out = gdb.cli(f"alloc drive --ops 5000 --seed 7 --mix {mix} --yes --json "
+                      f"--out {tmp_path}/d", timeout=900)
+        doc = json.loads(out[out.index("{"):])
+        assert doc["defects"] == [] and doc["ops"] >= 5000, (mix, doc["defects"][:1])
+        assert doc["calls"] > 0.6 * doc["ops"]
+    assert gdb.cli("alloc report --json") == before      # start state restored
+
+
+def test_drive_2000_operations_on_a_healthy_2020_guest(make_guest, tmp_path):
+    g = make_guest("i386-2020")
     gdb = sourced(g.stop_at_checkpoint(2))
     before = gdb.cli("alloc report --json")
     out = gdb.cli(f"alloc drive --ops 2000 --seed 7 --yes --out {tmp_path}/d", timeout=600)
     assert "no divergence" in out, out
     assert "2000 operations" in out
-    assert gdb.cli("alloc report --json") == before      # start state restored
+    assert gdb.cli("alloc report --json") == before
 
 
-@pytest.mark.parametrize("variant,kinds", [("x86_64-2021-nomerge", {"metadata", "list-set"}),
-                                           ("x86_64-2021-splitend", {"list-order"})])
-def test_drive_finds_and_shrinks_the_defect(make_guest, variant, kinds, tmp_path):
-    g = make_guest(variant)
-    gdb = sourced(g.stop_at_checkpoint(1))
-    out = gdb.cli(f"alloc drive --ops 500 --seed 3 --yes --out {tmp_path}/d", timeout=600)
-    assert "DIVERGENCE" in out, out
-    n = int(out.split("shrunk to ")[1].split()[0])
-    assert 1 <= n <= 6
-    c = (tmp_path / "d.c").read_text()
-    assert "allocview_repro" in c and c.count(";") >= n
-    r = allocview("--elf", g.elf, "replay", tmp_path / "d.jsonl", "--json")
+def drive_json(gdb, args: str) -> dict:
+    out = gdb.cli(f"alloc drive --yes --json {args}", timeout=900)
+    return json.loads(out[out.index("{"):])
+
+
+def replays_to_its_last_call(g, jsonl) -> dict:
+    """The reproducer, replayed from its start state, departs at its last call."""
+    r = allocview("--elf", g.elf, "replay", jsonl, "--json")
     assert r.returncode == 1, r.stdout + r.stderr
     div = json.loads(r.stdout)["divergence"]
-    assert {d["kind"] for d in div["differences"]} & kinds
-    relaxed = allocview("--elf", g.elf, "replay", tmp_path / "d.jsonl", "--mode", "relaxed")
+    calls = [ln for ln in Path(jsonl).read_text().splitlines() if '"func"' in ln]
+    assert div["call"] is not None and div["call"]["i"] == len(calls) - 1, div
+    return div
+
+
+@pytest.mark.parametrize("variant,signature", [("x86_64-2021-nomerge", "metadata:free->free"),
+                                               ("x86_64-2021-splitend", "list-order")])
+def test_drive_finds_and_shrinks_the_defect(make_guest, variant, signature, tmp_path):
+    g = make_guest(variant)
+    gdb = sourced(g.stop_at_checkpoint(1))
+    doc = drive_json(gdb, f"--ops 500 --seed 3 --out {tmp_path}/d")
+    assert [d["signature"] for d in doc["defects"]] == [signature]   # one defect, once
+    d = doc["defects"][0]
+    assert d["hits"] >= 1 and d["reproduced"] and 1 <= len(d["shrunk"]) <= 6
+    c = Path(d["files"][2]).read_text()
+    assert "allocview_repro" in c and c.count(";") >= len(d["shrunk"])
+    jsonl = d["files"][0]
+    assert jsonl == f"{tmp_path}/d-1.jsonl"
+    div = replays_to_its_last_call(g, jsonl)
+    kinds = {x["kind"] for x in div["differences"]}
+    assert kinds & ({"list-order"} if signature == "list-order" else {"metadata", "list-set"})
+    relaxed = allocview("--elf", g.elf, "replay", jsonl, "--mode", "relaxed")
     known = tmp_path / "known"
     known.write_text("list-order  # the defect we accept\nlist-set\nmetadata\nmax_order\n")
-    accepted = allocview("--elf", g.elf, "replay", tmp_path / "d.jsonl", "--known", known)
+    accepted = allocview("--elf", g.elf, "replay", jsonl, "--known", known)
     assert accepted.returncode == 0, accepted.stdout
-    if kinds == {"list-order"}:
+    if signature == "list-order":
         assert relaxed.returncode == 0, relaxed.stdout
+    first = drive_json(gdb, f"--ops 500 --seed 3 --first --out {tmp_path}/f")
+    assert len(first["defects"]) == 1 and first["ops"] == first["divergence"]["after_op"] + 1
+    assert Path(f"{tmp_path}/f.jsonl").exists()
+
+
+MULTI = {"metadata:free->reserved", "result:memalign_pages_flags", "hang:cpu_relax",
+         "abort:reserve"}
+
+
+def test_drive_lists_every_defect_of_the_multi_build_once(make_guest, tmp_path):
+    """Four independent defects, two of which kill the guest inside a call
+    (a FRESH order-3 allocation spins with the lock held; a reserve of 11
+    pages aborts with it held): one run lists each once, recovers from the
+    dead calls and finds defects after each, and every minimal sequence,
+    replayed from its start state, shows its defect."""
+    g = make_guest("x86_64-2021-multi")
+    gdb = sourced(g.stop_at_checkpoint(2))
+    before = gdb.cli("alloc report --json")
+    doc = drive_json(gdb, f"--ops 1500 --seed 4 --out {tmp_path}/m --console {g.console_path}")
+    by = {d["signature"]: d for d in doc["defects"]}
+    assert set(by) == MULTI and len(doc["defects"]) == 4, list(by)
+    for dead in ("hang:cpu_relax", "abort:reserve"):
+        assert any(d["first"]["after_op"] > by[dead]["first"]["after_op"]
+                   for d in doc["defects"]), dead         # found after it died
+    assert "bug: reserve of 11 pages" in by["abort:reserve"]["first"]["console"]
+    assert by["hang:cpu_relax"]["first"]["call"]["args"][0] == 3
+    assert doc["recoveries"] >= 2 and doc["recovery_s"] < 5
+    for sig, d in by.items():
+        assert d["reproduced"] and len(d["shrunk"]) <= 4, (sig, d["shrunk_c"])
+        if sig.split(":")[0] in ("hang", "abort"):
+            r = allocview("--elf", g.elf, "replay", d["files"][0], "--json")
+            assert r.returncode == 1
+            div = json.loads(r.stdout)["divergence"]
+            assert div["differences"][0]["kind"] == "died"
+            assert div["call"]["i"] == len(d["shrunk"]) - 1
+        else:
+            replays_to_its_last_call(g, d["files"][0])
+    assert gdb.cli("alloc report --json") == before      # lock and allocator restored
+    assert gdb.print_int("'alloc_page.c'::lock.v") == 0
 
 
 def test_drive_asks_as_gdb_does_and_a_hanging_call_is_reported(make_guest, tmp_path):
@@ -140,7 +208,7 @@ def test_drive_asks_as_gdb_does_and_a_hanging_call_is_reported(make_guest, tmp_p
         "except GuestCallError as e:\n"
         "    print('CAUGHT', e)\n"
         "del t.SIGNATURES['idle']\n", timeout=60)
-    assert "CAUGHT idle() did not return in 2 s" in out
+    assert "CAUGHT idle() did not return in 2 s" in out, out
     assert "no findings" in gdb.cli("alloc check") or "info" in gdb.cli("alloc check")
     assert gdb.print_int("1 + 1") == 2
 

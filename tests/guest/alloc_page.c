@@ -5,6 +5,13 @@
  * Defect builds (for testing the tools that watch this code):
  *   DEFECT_NOMERGE   free_pages never merges buddies
  *   DEFECT_SPLITEND  split pushes its halves at the wrong end of the list
+ *   DEFECT_MULTI     four independent defects in one build (2021 only), two
+ *                    of which kill the guest inside a call:
+ *                    - memalign ignores an alignment larger than the size
+ *                    - unreserve of n > 1 pages leaves the last one reserved
+ *                    - a FRESH allocation of order 3 spins forever (lock held)
+ *                    - reserve of exactly 11 pages aborts (lock held)
+ *                    (the fixture workload never makes the last two calls)
  */
 #include "alloc_page.h"
 
@@ -47,6 +54,12 @@ typedef uintptr_t pfn_t;
 #define SPLIT_WRONG_END 1
 #else
 #define SPLIT_WRONG_END 0
+#endif
+
+#ifdef DEFECT_MULTI
+#define MULTI 1
+#else
+#define MULTI 0
 #endif
 
 struct linked_list {
@@ -335,6 +348,9 @@ static void *page_memalign_order_flags(unsigned int al, unsigned int sz, unsigne
 #endif
 	mask = mask ? mask & areas_mask : areas_mask;
 	spin_lock(&lock);
+	if (MULTI && fresh && sz == 3)
+		for (;;)
+			cpu_relax();
 	for (i = 0; i < MAX_AREAS && !pfn; i++)
 		if (mask & BIT(i))
 			pfn = area_alloc(&areas[i], al, sz, fresh);
@@ -350,9 +366,13 @@ static void *page_memalign_order_flags(unsigned int al, unsigned int sz, unsigne
 
 static void *memalign_flags(size_t alignment, size_t size, unsigned int flags)
 {
+	unsigned int al = get_order((alignment + PAGE_SIZE - 1) >> PAGE_SHIFT);
+	unsigned int sz = get_order((size + PAGE_SIZE - 1) >> PAGE_SHIFT);
+
 	assert(alignment && !(alignment & (alignment - 1)));
-	return page_memalign_order_flags(get_order((alignment + PAGE_SIZE - 1) >> PAGE_SHIFT),
-					 get_order((size + PAGE_SIZE - 1) >> PAGE_SHIFT), flags);
+	if (MULTI && al > sz)
+		al = sz;
+	return page_memalign_order_flags(al, sz, flags);
 }
 
 /* Free the block at pfn, whose pages are ALLOCATED, then merge (ALLOCATOR.md free). */
@@ -444,6 +464,10 @@ static int reserve(phys_addr_t addr, size_t n)
 	int ret = 0;
 
 	spin_lock(&lock);
+	if (MULTI && n == 11) {
+		printf("bug: reserve of 11 pages\n");
+		abort();
+	}
 	for (i = 0; i < n; i++) {
 		if (!reserve_one(pfn + i)) {
 			for (j = 0; j < i; j++)
@@ -462,7 +486,7 @@ static void unreserve(phys_addr_t addr, size_t n)
 	size_t i;
 
 	spin_lock(&lock);
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n - (MULTI && n > 1); i++)
 		unreserve_one(pfn + i);
 	spin_unlock(&lock);
 }

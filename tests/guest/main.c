@@ -29,6 +29,8 @@
 #define DEFECT_NAME "nomerge"
 #elif defined(DEFECT_SPLITEND)
 #define DEFECT_NAME "splitend"
+#elif defined(DEFECT_MULTI)
+#define DEFECT_NAME "multi"
 #else
 #define DEFECT_NAME "none"
 #endif

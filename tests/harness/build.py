@@ -24,7 +24,7 @@ BUILD_DIR = GUEST_DIR / "build"
 FORMATS = ("2020", "2021")
 NEW_ARCHES = ("s390x", "aarch64", "ppc64", "riscv64")
 ARCHES = ("x86_64", "i386") + NEW_ARCHES
-DEFECTS = ("nomerge", "splitend")
+DEFECTS = ("nomerge", "splitend", "multi")
 # QEMU's own exit status carries exit(code) as (code << 1) | 1: isa-debug-exit
 # (x86), semihosting SYS_EXIT (aarch64), the virt test device (riscv64). On
 # s390x (CPU stop) and ppc64 (RTAS power-off) QEMU exits 0 and only the
@@ -141,7 +141,7 @@ class Variant:
 
 VARIANTS = tuple(Variant.parse(v) for v in (
     "x86_64-2021", "x86_64-2020", "i386-2021", "i386-2020",
-    "x86_64-2021-nomerge", "x86_64-2021-splitend",
+    "x86_64-2021-nomerge", "x86_64-2021-splitend", "x86_64-2021-multi", "s390x-2021-multi",
     *(f"{a}-{s}" for a in NEW_ARCHES for s in ("2021", "2020", "2021-nomerge", "2021-splitend"))))
 
 
