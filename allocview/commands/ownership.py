@@ -14,7 +14,7 @@ TRACE = arg("--trace", metavar="FILE", complete="file",
             help="the trace (`alloc trace`); in gdb, default: the one being recorded")
 
 
-@command("owner", "Name the call that allocated the block holding an address, and its freer.",
+@command("owner", "Name the calls that allocated and freed the block holding an address.",
          "From a trace: the block that holds ADDR, the call that allocated (or reserved) it "
          "with its arguments and result, the guest's caller (function and source line, from "
          "the return address through the ELF's DWARF), and the call that freed it, if any; "
@@ -73,8 +73,8 @@ class _Traced:
         from allocview.model.trace import read_trace
         path = path or ctx.trace_in_progress()
         if path is None:
-            raise CommandError("which trace? give --trace FILE (in gdb, or run `alloc trace "
-                               "start` first: the trace it records is the default)")
+            raise CommandError("which trace? give --trace FILE (in gdb the trace `alloc trace "
+                               "start` is recording is the default)")
         self.trace = read_trace(path, footprints=False)
         prog = ctx.program()
         arch = self.trace.header.get("arch")
