@@ -305,6 +305,9 @@ class CliContext:
     def load_offset(self) -> int | None:
         return self.args.load_offset
 
+    def trace_in_progress(self) -> str | None:
+        return None                 # only gdb records one
+
     def phys_offset(self) -> int:
         return self.args.phys_offset
 

@@ -19,7 +19,8 @@ from allocview.model.stats import AreaStats, Why
 from .picture import human_size
 
 __all__ = ["Doc", "Table", "to_text", "areas_view", "lists_view", "findings_view",
-           "stats_view", "why_view", "map_view", "page_view", "diff_view", "human_size"]
+           "stats_view", "why_view", "map_view", "page_view", "diff_view", "human_size",
+           "owner_view", "live_view", "call_text", "caller_text"]
 
 Span = tuple[str, str]          # (text, style); style "" is plain
 
@@ -313,6 +314,105 @@ def page_view(info: dict) -> Doc:
         doc.line(("  on no free list", "bold red"))
     if info.get("buddy") is not None:
         doc.line(f"  buddy {info['buddy']:#x}: {info['buddy_state']}")
+    return doc
+
+
+# --------------------------------------------------------- owner and live
+def call_text(call: dict) -> str:
+    """A recorded call as C with its result: `alloc_pages_flags(2, 0x10000) -> 0x1234000`."""
+    args = ", ".join(hex(a) if a > 9 else str(a) for a in call["args"])
+    r = call.get("result")
+    res = "" if r is None else f" -> {r:#x}" if r > 9 or r < -9 else f" -> {r}"
+    return f"#{call['i']} {call['func']}({args}){res}"
+
+
+def caller_text(frames: list[dict], ra: int | None) -> str:
+    """Where a call was made: the innermost function and line, then what it
+    was inlined into (addr2line -i)."""
+    if ra is None:
+        return "caller unknown (no return address recorded)"
+    if not frames:
+        return f"called from {ra:#x}"
+
+    def one(f):
+        where = f" at {f['file']}:{f['line']}" if f["file"] and f["line"] else ""
+        return f"{f['function'] or '??'}{where}"
+    inl = "".join(f", inlined in {one(f)}" for f in frames[1:])
+    return f"called from {one(frames[0])}{inl} (return address {ra:#x})"
+
+
+def _block_lines(doc: Doc, b: dict, callers: bool, indent: str = "  ") -> None:
+    """A block, its call and its free; callers: the trace has caller
+    addresses (else no call says it has none: one note says it once)."""
+    verb = "allocated" if b["kind"] == "allocated" else "reserved"
+    doc.line(indent, (f"[{b['start']:#x}, {b['end']:#x})", "bold"),
+             f" {human_size(b['size'])} {verb} by ", (call_text(b["call"]), "cyan"))
+    if callers:
+        doc.line(indent, "  ", caller_text(b["call"]["caller"], b["call"]["ra"]))
+    f = b.get("freed_by")
+    if f is None:
+        doc.line(indent, ("  never freed", "red" if b["kind"] == "allocated" else "yellow"),
+                 " (live at the end of the trace)")
+    else:
+        doc.line(indent, "  freed by ", (call_text(f), "green"))
+        if callers:
+            doc.line(indent, "    ", caller_text(f["caller"], f["ra"]))
+
+
+def _notes(doc: Doc, data: dict) -> None:
+    for n in data["notes"]:
+        doc.line((f"note: {n}", "yellow"))
+
+
+def owner_view(data: dict) -> Doc:
+    doc = Doc()
+    b = data["block"]
+    if b is None:
+        doc.line((f"{data['address']:#x}", "bold"), " is in no block the trace saw allocated")
+    else:
+        doc.line((f"{data['address']:#x}", "bold"), f" is {data['address'] - b['start']:#x} "
+                 f"into the block")
+        _block_lines(doc, b, data["callers"])
+    for other in data["also_live"]:
+        doc.line(("also live over it (the allocator handed this memory out twice):", "bold red"))
+        _block_lines(doc, other, data["callers"])
+    if data["earlier"]:
+        doc.line(f"earlier, {len(data['earlier'])} block(s) held it and were freed "
+                 f"(latest first):")
+        for e in reversed(data["earlier"]):
+            _block_lines(doc, e, data["callers"])
+    for c in data["stray_frees"]:
+        doc.line("freed by ", (call_text(c), "green"), " without an allocation in the trace",
+                 f": {caller_text(c['caller'], c['ra'])}" if data["callers"] else "")
+    _notes(doc, data)
+    return doc
+
+
+def live_view(data: dict, limit: int | None = 10) -> Doc:
+    doc = Doc()
+    live = data["live"]
+    sites = data["sites"]
+    doc.line((f"{live['blocks']} live block(s), {human_size(live['bytes'])}", "bold"),
+             f", from {len(sites)} call site(s) ({data['calls']} calls traced)")
+    if sites:
+        t = Table(["size", "blocks", "call site", "first blocks"], right={0, 1})
+        for s in sites[:limit]:
+            ra = s["return_addresses"][0] if s["return_addresses"] else None
+            site = caller_text(s["caller"], ra).removeprefix("called from ")
+            if len(s["return_addresses"]) > 1:
+                site = site.replace("(return address", f"({len(s['return_addresses'])} return "
+                                    f"addresses, first")
+            firsts = ", ".join(f"{b['start']:#x}" for b in s["list"][:3]) + \
+                (", ..." if len(s["list"]) > 3 else "")
+            t.add(human_size(s["bytes"]), str(s["blocks"]), site, firsts)
+        doc.table(t)
+        if limit is not None and len(sites) > limit:
+            doc.line(f"... {len(sites) - limit} more call site(s) (--limit N, or --json)")
+    for d in data["handed_out_twice"]:
+        doc.line((f"handed out twice: [{d['over_it']['start']:#x}, {d['over_it']['end']:#x}) "
+                  f"by {call_text(d['over_it']['call'])} while {call_text(d['live']['call'])} "
+                  f"still held it", "bold red"))
+    _notes(doc, data)
     return doc
 
 

@@ -12,6 +12,7 @@ STT_FILE entry. Parsing is pyelftools'.
 from __future__ import annotations
 
 import os
+from bisect import bisect_right
 from dataclasses import dataclass, field
 
 from elftools.dwarf.dwarf_expr import DWARFExprParser
@@ -28,7 +29,8 @@ from allocview.model.program import Program
 
 from .errors import SymbolError, first_line
 
-__all__ = ["Program", "load_program", "FUNCTIONS", "HOMES"]
+__all__ = ["Program", "load_program", "FUNCTIONS", "HOMES", "CodeIndex", "SourceFrame",
+           "code_index"]
 
 # Entry points trace/drive break on, and the program's ends (and the
 # fixture guest's checkpoint).
@@ -366,3 +368,240 @@ def _mem_area(areas_die, parser: DWARFExprParser, address_size: int) -> dict | N
                 top_off=off["top"], page_states_off=off["page_states"],
                 max_order_off=off.get("max_order"), freelists_off=off["freelists"],
                 nlists=nlists, max_areas=max_areas)
+
+
+# ----------------------------------------------------- code -> source line
+@dataclass(frozen=True)
+class SourceFrame:
+    """One function at an address: its name, and the file and line the
+    address is at inside it (for a function inlined into another, the next
+    frame out gives the line it was inlined at). None where DWARF says
+    nothing."""
+    function: str | None
+    file: str | None
+    line: int | None
+
+    def to_json(self) -> dict:
+        return {"function": self.function, "file": self.file, "line": self.line}
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.file and self.line else "?"
+        return f"{self.function or '??'} at {where}"
+
+
+class CodeIndex:
+    """An ELF's code addresses to functions and source lines, through its
+    DWARF line program and subprogram / inlined-subroutine DIEs (pyelftools),
+    else its symbol table (the function symbol holding the address).
+    Addresses are the ELF's own (link addresses): subtract a relocatable
+    program's load offset first."""
+
+    def __init__(self, path: str):
+        try:
+            require_regular(path, "ELF")
+            self._f = open(path, "rb")
+        except (AllocviewError, OSError) as e:
+            raise SymbolError(f"{path}: cannot read its debug information ({first_line(e)})") \
+                from None
+        try:
+            self._elf = ELFFile(self._f)
+            self._dwarf = self._elf.get_dwarf_info() if self._elf.has_dwarf_info() else None
+            self._rows, self._row_addrs = self._line_rows()
+            self._funcs = self._function_symbols()
+        except Exception as e:  # noqa: BLE001 - pyelftools raises many kinds on bad input
+            self._f.close()
+            raise SymbolError(f"{path}: unreadable debug information ({first_line(e)})") \
+                from None
+        self.has_lines = bool(self._rows)
+
+    def close(self) -> None:
+        self._f.close()
+
+    # the line program: (address, file, line, end_sequence), ascending
+    def _line_rows(self):
+        rows: list[tuple[int, str | None, int | None, bool]] = []
+        if self._dwarf is None:
+            return rows, []
+        for cu in self._dwarf.iter_CUs():
+            prog = self._dwarf.line_program_for_CU(cu)
+            if prog is None:
+                continue
+            names = _file_names(prog)
+            for entry in prog.get_entries():
+                st = entry.state
+                if st is None:
+                    continue
+                rows.append((st.address, names.get(st.file), st.line or None, st.end_sequence))
+        # at one address the row that starts code wins over one that ends a
+        # sequence (sequences that abut)
+        rows.sort(key=lambda r: (r[0], not r[3]))
+        return rows, [r[0] for r in rows]
+
+    def _function_symbols(self) -> list[tuple[int, int, str]]:
+        syms = _symtab(self._elf) or []
+        return sorted((s.value, s.value + s.size, s.name) for s in syms
+                      if s.kind == "STT_FUNC" and s.size)
+
+    # lookups
+    def line_at(self, addr: int) -> tuple[str | None, int | None]:
+        """The file and line the line program gives the instruction at addr."""
+        i = bisect_right(self._row_addrs, addr) - 1
+        if i < 0 or self._rows[i][3]:
+            return None, None
+        return self._rows[i][1], self._rows[i][2]
+
+    def symbol_at(self, addr: int) -> str | None:
+        i = bisect_right(self._funcs, (addr, float("inf"), "")) - 1
+        if i >= 0 and self._funcs[i][0] <= addr < self._funcs[i][1]:
+            return self._funcs[i][2]
+        return None
+
+    def frames_at(self, addr: int) -> list[SourceFrame]:
+        """Innermost first: the function (inlined or not) holding addr with
+        the line there, then each function it was inlined into with the
+        line it was inlined at (what `addr2line -i -f` prints). One frame
+        from the symbol table when DWARF has no function there."""
+        file, line = self.line_at(addr)
+        chain = self._dies_at(addr)
+        if not chain:
+            return [SourceFrame(self.symbol_at(addr), file, line)]
+        out = []
+        for die, outer in zip(reversed(chain), list(reversed(chain))[1:] + [None]):
+            out.append(SourceFrame(_function_name(die) or self.symbol_at(addr), file, line))
+            if outer is None:
+                break
+            file = _call_file(die)
+            line = die.attributes["DW_AT_call_line"].value \
+                if "DW_AT_call_line" in die.attributes else None
+        return out
+
+    def call_site(self, return_address: int) -> list[SourceFrame]:
+        """Where the call that returns to return_address was made: the
+        instruction before it (addr2line's practice: a return address is
+        past the call, maybe on the next line or in the next function)."""
+        return self.frames_at(return_address - 1)
+
+    # DIEs: the subprogram holding addr, then inlined subroutines inside it
+    def _dies_at(self, addr: int) -> list:
+        if self._dwarf is None:
+            return []
+        try:
+            cu = self._cu_at(addr)
+            if cu is None:
+                return []
+            chain: list = []
+            self._descend(cu, cu.get_top_DIE(), addr, chain)
+            return chain
+        except Exception:  # noqa: BLE001 - odd DWARF: the line and the symbol still answer
+            return []
+
+    def _cu_at(self, addr: int):
+        aranges = self._dwarf.get_aranges()
+        if aranges is not None:
+            off = aranges.cu_offset_at_addr(addr)
+            if off is not None:
+                return self._dwarf.get_CU_at(off)
+        for cu in self._dwarf.iter_CUs():
+            if any(lo <= addr < hi for lo, hi in self._ranges(cu, cu.get_top_DIE())):
+                return cu
+        return None
+
+    def _descend(self, cu, die, addr: int, chain: list) -> None:
+        for child in die.iter_children():
+            if child.tag not in ("DW_TAG_subprogram", "DW_TAG_inlined_subroutine",
+                                 "DW_TAG_lexical_block"):
+                continue
+            if not any(lo <= addr < hi for lo, hi in self._ranges(cu, child)):
+                continue
+            if child.tag != "DW_TAG_lexical_block":
+                chain.append(child)
+            self._descend(cu, child, addr, chain)
+            return
+
+    def _ranges(self, cu, die) -> list[tuple[int, int]]:
+        at = die.attributes
+        if "DW_AT_low_pc" in at and "DW_AT_high_pc" in at:
+            lo = at["DW_AT_low_pc"].value
+            hi = at["DW_AT_high_pc"]
+            # DWARF 4+: a constant high_pc is a length
+            end = hi.value if hi.form == "DW_FORM_addr" else lo + hi.value
+            return [(lo, end)]
+        if "DW_AT_ranges" in at:
+            lists = self._dwarf.range_lists()
+            if lists is None:
+                return []
+            top = cu.get_top_DIE().attributes
+            base = top["DW_AT_low_pc"].value if "DW_AT_low_pc" in top else 0
+            out = []
+            for e in lists.get_range_list_at_offset(at["DW_AT_ranges"].value, cu=cu):
+                if hasattr(e, "base_address"):
+                    base = e.base_address
+                elif e.is_absolute:
+                    out.append((e.begin_offset, e.end_offset))
+                else:
+                    out.append((base + e.begin_offset, base + e.end_offset))
+            return out
+        return []
+
+
+def _file_names(prog) -> dict[int, str]:
+    """File numbers of a line program to names (with their directory when
+    it is not the compile directory): DWARF 5 counts from 0, earlier from 1."""
+    dirs = [d.decode(errors="replace") if isinstance(d, bytes) else str(d)
+            for d in prog["include_directory"]]
+    v5 = prog.header["version"] >= 5
+    out = {}
+    for n, fe in enumerate(prog["file_entry"], 0 if v5 else 1):
+        name = fe.name.decode(errors="replace") if isinstance(fe.name, bytes) else str(fe.name)
+        d = fe.dir_index
+        # DWARF < 5: directory 0 is the compile directory, 1.. the list;
+        # DWARF 5: the list from 0, its entry 0 the compile directory
+        folder = (dirs[d] if d < len(dirs) and d else "") if v5 else \
+            (dirs[d - 1] if 0 < d <= len(dirs) else "")
+        out[n] = name if not folder or os.path.isabs(name) else f"{folder}/{name}"
+    return out
+
+
+def _function_name(die) -> str | None:
+    """A subprogram's or inlined subroutine's name, through its abstract
+    origin or specification."""
+    for _ in range(4):
+        name = _str(die, "DW_AT_name")
+        if name:
+            return name
+        for ref in ("DW_AT_abstract_origin", "DW_AT_specification"):
+            if ref in die.attributes:
+                die = die.get_DIE_from_attribute(ref)
+                break
+        else:
+            return None
+    return None
+
+
+def _call_file(die) -> str | None:
+    """The file an inlined subroutine was inlined in (DW_AT_call_file)."""
+    at = die.attributes.get("DW_AT_call_file")
+    if at is None:
+        return None
+    prog = die.dwarfinfo.line_program_for_CU(die.cu)
+    return _file_names(prog).get(at.value) if prog is not None else None
+
+
+_INDEXES: dict[tuple, CodeIndex] = {}
+
+
+def code_index(path: str) -> CodeIndex:
+    """The CodeIndex of the ELF at path, kept while the file is unchanged
+    (gdb asks for it on every `alloc owner`)."""
+    try:
+        st = os.stat(path)
+        key = (os.path.realpath(path), st.st_mtime_ns, st.st_size)
+    except OSError:
+        key = (path,)
+    got = _INDEXES.get(key)
+    if got is None:
+        for old in _INDEXES.values():
+            old.close()
+        _INDEXES.clear()
+        got = _INDEXES[key] = CodeIndex(path)
+    return got

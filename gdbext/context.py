@@ -110,6 +110,11 @@ class GdbContext:
     def load_offset(self) -> int | None:
         return None                 # placement finds it; a trace names its own
 
+    def trace_in_progress(self) -> str | None:
+        """The file `alloc trace` is recording, flushed to this call."""
+        tracer = session().tracer
+        return None if tracer is None else tracer.flush()
+
     def phys_offset(self) -> int:
         return 0
 

@@ -10,6 +10,11 @@ never stops. Entries and returns are paired on a stack: a repeated entry
 at the same stack pointer is the stub reporting a hit twice, and only
 outermost calls are recorded (an entry point called by another is part of
 that call).
+
+A Tracer also records each call's caller: the return address the entry
+point was entered with, read where the arch says it is at a function's
+first instruction (model/arch: CallABI.return_address), as the guest has
+it; `owner` and `live` map it back to the ELF and its DWARF.
 """
 
 from __future__ import annotations
@@ -39,7 +44,11 @@ def _reg(frame, name: str) -> int:
 
 class CallWatcher:
     """Sees every outermost call of the given entry points return, with its
-    arguments and result; `on_call` decides whether the guest stops."""
+    arguments and result; `on_call` decides whether the guest stops.
+    With `records_callers`, `caller` is the return address of the call
+    on_call is given (None when it could not be read)."""
+
+    records_callers = False
 
     def __init__(self, funcs: list[str]):
         prog = target.program()
@@ -47,7 +56,8 @@ class CallWatcher:
         self.abi = prog.layout.arch.abi
         self.word = prog.layout.ptr_size
         self.endian = prog.layout.endian
-        self.stack: list[tuple[str, int, tuple[int, ...]]] = []
+        self.stack: list[tuple[str, int, tuple[int, ...], int | None]] = []
+        self.caller: int | None = None
         self.breakpoints: list[gdb.Breakpoint] = []
         self.started = time.perf_counter()
         self.duplicates = 0
@@ -124,14 +134,28 @@ class CallWatcher:
         if self.stack and self.stack[-1][0] == func and self.stack[-1][1] == sp:
             self.duplicates += 1          # the stub reported this hit twice
             return
-        self.stack.append((func, sp, self.args(frame, func) if not self.stack else ()))
+        outermost = not self.stack
+        self.stack.append((func, sp, self.args(frame, func) if outermost else (),
+                           self.return_address() if outermost and self.records_callers
+                           else None))
+
+    def return_address(self) -> int | None:
+        """Where the call that just entered returns to, read at the entry
+        point's first instruction (the arch's CallABI.return_address: the
+        word at the stack pointer on x86, the link register elsewhere)."""
+        try:
+            v = int(gdb.parse_and_eval(self.abi.return_address))
+        except gdb.error:
+            return None
+        return v & ((1 << (8 * self.word)) - 1)
 
     def leave(self, owners: set[str]) -> bool:
         if not self.stack or self.stack[-1][0] not in owners:
             return False                  # a return with no entry: ignore
-        func, _sp, args = self.stack.pop()
+        func, _sp, args, caller = self.stack.pop()
         if self.stack:
             return False                  # nested inside another entry point
+        self.caller = caller
         _, returns = SIGNATURES[func]
         result = None
         if returns:
@@ -155,7 +179,10 @@ class CallWatcher:
 
 
 class Tracer(CallWatcher):
-    """One recording session: every call into a trace file."""
+    """One recording session: every call into a trace file, with its
+    caller's return address."""
+
+    records_callers = True
 
     def __init__(self, path: str, funcs: list[str], snapshot_every: int = 0,
                  on_state=None, footprint=None):
@@ -165,9 +192,13 @@ class Tracer(CallWatcher):
         # model.footprint.Footprint: the design's writes of each call, read back
         self.footprint = footprint
         self.memory = target.memory()
+        # areas: the guest's address of `areas`, which says how far a
+        # relocatable program was moved from its ELF (callers' addresses are
+        # the guest's too); page_size: what a block of order k spans
         self.writer = TraceWriter(path, {"arch": prog.arch, "format": prog.layout.format,
                                          "areas": prog.areas_addr, "areas_mask": prog.mask_addr,
-                                         "funcs": funcs})
+                                         "page_size": prog.layout.page_size,
+                                         "callers": True, "funcs": funcs})
         super().__init__(funcs)
         # the guest's running time: a call's cost is guest time, not the
         # time the user sat at the prompt between `continue`s
@@ -194,11 +225,16 @@ class Tracer(CallWatcher):
                     wrote = [(addr, self.memory.read(addr, size)) for addr, size in ranges]
                 except MemoryReadError:
                     self.errors += 1
-        self.writer.call(func, args, result, wrote)
+        self.writer.call(func, args, result, wrote, ra=self.caller)
         if self.snapshot_every and self.on_state and \
                 self.writer.count % self.snapshot_every == 0:
             self.writer.state(self.on_state())
         return False
+
+    def flush(self) -> str:
+        """The trace so far on disk (for `owner`/`live` while it runs); its path."""
+        self.writer.flush()
+        return self.writer.path
 
     def stop(self) -> dict:
         self._on_stop(None)

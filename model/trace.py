@@ -7,7 +7,12 @@ state records `{"after": N, "state": [AREA, ...]}` (after call N) whose
 metadata is zlib-compressed and base64-encoded (runs of equal bytes shrink
 to almost nothing). A call may carry its footprint (model/footprint.py):
 `"w": {"r": [[ADDR, SIZE], ...], "z": BYTES}`, the guest's bytes after the
-call where the design says the call writes, compressed the same way.
+call where the design says the call writes, compressed the same way, and
+its caller: `"ra": INT`, the return address the entry point was entered
+with, as the guest had it (a relocatable test's runtime address, not the
+ELF's: the header's `areas`, the guest's address of `areas`, says how far
+the program was moved). A header with `"callers": true` says every call
+carries one (traces recorded before that have no `ra`, and read the same).
 """
 
 from __future__ import annotations
@@ -35,11 +40,18 @@ class Call:
     result: int | None
     # the guest's bytes after the call where the design writes: ((addr, bytes), ...)
     wrote: tuple[tuple[int, bytes], ...] | None = field(default=None, compare=False, repr=False)
+    # the caller's return address at entry (the guest's address), None when
+    # the trace did not record it: who made the call, not what it did, so
+    # calls compare equal with or without it
+    ra: int | None = field(default=None, compare=False)
     # the call never returned: the guest hung or aborted in it (drive's words)
     died: str | None = field(default=None, compare=False)
 
     def to_json(self) -> dict:
-        return {"i": self.i, "func": self.func, "args": list(self.args), "result": self.result}
+        doc = {"i": self.i, "func": self.func, "args": list(self.args), "result": self.result}
+        if self.ra is not None:
+            doc["ra"] = self.ra
+        return doc
 
     def c(self) -> str:
         """The call as C, for a kvm-unit-tests reproducer."""
@@ -87,8 +99,9 @@ def _wrote_from_json(doc: dict) -> tuple[tuple[int, bytes], ...]:
     return tuple(out)
 
 
-def read_trace(path: str) -> Trace:
-    """Parse a trace; AllocviewError naming the line for anything malformed."""
+def read_trace(path: str, footprints: bool = True) -> Trace:
+    """Parse a trace; AllocviewError naming the line for anything malformed.
+    footprints=False skips decoding them (who owns what needs calls only)."""
     require_regular(path, "trace")
     try:
         f = open(path)
@@ -111,7 +124,9 @@ def read_trace(path: str) -> Trace:
                     trace.calls.append(Call(int(doc["i"]), doc["func"],
                                             tuple(int(x) for x in doc["args"]),
                                             None if doc.get("result") is None else int(doc["result"]),
-                                            _wrote_from_json(doc["w"]) if "w" in doc else None,
+                                            _wrote_from_json(doc["w"])
+                                            if footprints and "w" in doc else None,
+                                            None if doc.get("ra") is None else int(doc["ra"]),
                                             str(doc["died"]) if doc.get("died") else None))
                 elif "after" in doc:
                     trace.states[int(doc["after"])] = state_from_json(doc["state"])
@@ -132,8 +147,11 @@ class TraceWriter:
         self.f.write(json.dumps({"trace": 1, **header}) + "\n")
 
     def call(self, func: str, args: tuple[int, ...], result: int | None,
-             wrote: list[tuple[int, bytes]] | None = None, died: str | None = None) -> None:
+             wrote: list[tuple[int, bytes]] | None = None, ra: int | None = None,
+             died: str | None = None) -> None:
         doc: dict = {"i": self.count, "func": func, "args": list(args), "result": result}
+        if ra is not None:
+            doc["ra"] = ra
         if wrote is not None:
             doc["w"] = _wrote_to_json(wrote)
         if died:
@@ -143,6 +161,11 @@ class TraceWriter:
 
     def state(self, state: tuple[AreaState, ...]) -> None:
         self.f.write(json.dumps({"after": self.count - 1, "state": state_to_json(state)}) + "\n")
+
+    def flush(self) -> None:
+        """Every record so far on disk, whole lines only (a reader while
+        the trace goes on)."""
+        self.f.flush()
 
     def close(self) -> None:
         self.f.close()

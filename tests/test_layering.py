@@ -55,7 +55,7 @@ MODEL_LAYERS = {
     4: {"assess", "check", "stats", "diff", "query", "report"},   # check / stats
     5: {"drive", "drive_io", "fuzz"},                  # what drives or compares
 }
-BESIDE_THE_DECODER = {"reference", "replay", "trace", "inject", "footprint"}
+BESIDE_THE_DECODER = {"reference", "replay", "trace", "inject", "footprint", "owner"}
 LAYER = {m: n for n, mods in MODEL_LAYERS.items() for m in mods} | \
     {m: 3 for m in BESIDE_THE_DECODER}
 

@@ -77,6 +77,8 @@ class Context(Protocol):
 
     def load_offset(self) -> int | None: ...                # the user's, if given
 
+    def trace_in_progress(self) -> str | None: ...          # gdb: the trace being recorded
+
     def phys_offset(self) -> int: ...
 
     def width(self) -> int: ...
@@ -167,4 +169,4 @@ def _default(kw: dict) -> str:
     return f" (default {d})"
 
 
-from . import driving, inspection, offline  # noqa: E402,F401  (declare the commands)
+from . import driving, inspection, offline, ownership  # noqa: E402,F401  (declare the commands)

@@ -23,6 +23,7 @@ CASES = [
     "stats", "why 0", "why 2 --area LOWEST", "why 1 --fresh --align 3", "why 0 --flags 0x4",
     "map", "map LOW --from 0x2000000 --to 0x2400000 --rows 2", "report", "report --area 2",
     "page {page}", "diff {early}", "replay {trace} --start {early} --against {early}",
+    "owner {owned} --trace {owners}", "live --trace {owners} --limit 1",
 ]
 NO_JSON = {"save", "drive"}        # save writes a file (compared below); drive writes the guest
 
@@ -49,7 +50,18 @@ def test_same_json_from_gdb_and_the_cli_on_the_same_stop(make_guest, tmp_path):
     trace = tmp_path / "t.jsonl"
     trace.write_text(json.dumps({"trace": 1, "arch": "x86_64", "format": "2021"}) + "\n")
     why = json.loads(gdb.cli("alloc why 0 --json"))
-    values = {"page": hex(why["block"] + 8), "early": early, "trace": trace}
+    # a trace whose calls were made from real code (callers named through DWARF)
+    owners = tmp_path / "owners.jsonl"
+    code = gdb.print_int("(unsigned long)&workload_run")
+    owners.write_text("\n".join(json.dumps(x) for x in [
+        {"trace": 1, "arch": "x86_64", "format": "2021", "page_size": 4096, "callers": True},
+        {"i": 0, "func": "alloc_pages_flags", "args": [1, 0], "result": why["block"],
+         "ra": code + 16},
+        {"i": 1, "func": "free_pages", "args": [why["block"]], "result": None, "ra": code + 32},
+        {"i": 2, "func": "alloc_pages_flags", "args": [0, 0], "result": why["block"],
+         "ra": code + 48}]) + "\n")
+    values = {"page": hex(why["block"] + 8), "early": early, "trace": trace,
+              "owned": hex(why["block"] + 8), "owners": owners}
     for case in CASES:
         words = case.format(**values)
         out = tmp_path / "gdb.json"
