@@ -215,7 +215,8 @@ class Driver:
     decode read, the allocator's lock), what a dead call's recovery and
     every shrinking trial write back."""
 
-    def __init__(self, guest: Guest, start: Snapshot, *, image: list[tuple[int, bytes]] = (),
+    def __init__(self, guest: Guest, start: Snapshot, *,
+                 image: list[tuple[int, bytes]] | tuple = (),
                  mode: str = "exact", accepted: frozenset[str] = frozenset(),
                  full_every: int = 100):
         self.guest = guest

@@ -20,11 +20,14 @@ from .reference import Allocator
 __all__ = ["Footprint", "spans_of", "merge"]
 
 
-def merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """(addr, size) ranges sorted, overlapping or touching ones merged."""
+def merge(ranges: list[tuple[int, int]], slack: int = 16) -> list[tuple[int, int]]:
+    """(addr, size) ranges sorted, those overlapping or less than `slack`
+    bytes apart merged: a list head's changed pointer bytes are one range
+    with the unchanged bytes between (compared too: they must be equal),
+    which keeps each call's record short to write and to parse."""
     out: list[tuple[int, int]] = []
     for addr, size in sorted(ranges):
-        if out and addr <= out[-1][0] + out[-1][1]:
+        if out and addr <= out[-1][0] + out[-1][1] + slack:
             lo = out[-1][0]
             out[-1] = (lo, max(out[-1][1], addr + size - lo))
         else:

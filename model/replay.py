@@ -61,10 +61,9 @@ def compare_footprint(al: Allocator, wrote, *, mode: str = "exact",
                       accepted: frozenset[str] = frozenset()) -> list[Difference]:
     """The model's bytes against the guest's where the call wrote (its
     recorded footprint): metadata bytes, list nodes and heads, max_order."""
-    mem = al.memory
     out: list[Difference] = []
     for addr, guest in wrote:
-        model = mem.read(addr, len(guest))
+        model = al.peek(addr, len(guest))
         if model == guest:
             continue
         i = next(k for k in range(len(guest)) if model[k] != guest[k])

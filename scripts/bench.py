@@ -333,62 +333,96 @@ def bench_live_sources() -> dict:
 
 def bench_replay() -> dict:
     """Replay of a 1,000,000-call trace into the model (the CLI's path:
-    parse the JSON lines, run every call)."""
+    parse the JSON lines, run every call), each call carrying its footprint
+    (what alloc trace records: the bytes the design writes, compared per
+    call), against the same trace without footprints."""
+    import shutil
     import tempfile
 
+    from allocview.model.footprint import Footprint
     from allocview.model.replay import replay
     from allocview.model.trace import TraceWriter, read_trace
 
-    src = Allocator(layout_for("x86_64", "2021"))
-    src.init_area(AREA_ANY_NUMBER, 4 * GiB_PAGES, 8 * GiB_PAGES)
+    def area() -> Allocator:
+        al = Allocator(layout_for("x86_64", "2021"))
+        al.init_area(AREA_ANY_NUMBER, 4 * GiB_PAGES, 8 * GiB_PAGES)
+        al.sync()
+        return al
+
+    src = area()
+    fp = Footprint(area())          # the design's writes, as alloc trace records them
     rnd = random.Random(3)
     tmp = tempfile.mkdtemp(prefix="allocview-bench-")
-    path = f"{tmp}/t.jsonl"
-    w = TraceWriter(path, {"arch": "x86_64", "format": "2021"})
+    paths = {"state": f"{tmp}/t.jsonl", "bare": f"{tmp}/bare.jsonl"}
+    writers = {k: TraceWriter(p, {"arch": "x86_64", "format": "2021"}) for k, p in paths.items()}
     live: list[int] = []
     n = 1_000_000
+
+    def record(func, args):
+        result = getattr(src, func)(*args)
+        ranges = fp.call(func, args)
+        wrote = list(zip((a for a, _ in ranges), fp.model_bytes(ranges))) if ranges else []
+        writers["state"].call(func, args, result, wrote)
+        writers["bare"].call(func, args, result)
+        return result
+
     for _ in range(n):
         if rnd.random() < 0.5 or not live:
             order = rnd.randrange(5)
-            p = src.alloc_pages_flags(order, FLAG_DONTZERO)
-            w.call("alloc_pages_flags", (order, FLAG_DONTZERO), p)
+            p = record("alloc_pages_flags", (order, FLAG_DONTZERO))
             if p:
                 live.append(p)
         else:
             i = rnd.randrange(len(live))
             live[i], live[-1] = live[-1], live[i]
-            p = live.pop()
-            src.free_pages(p)
-            w.call("free_pages", (p,), None)
-    w.close()
-    t = time.perf_counter()
-    trace = read_trace(path)
-    al = Allocator(layout_for("x86_64", "2021"))
-    al.init_area(AREA_ANY_NUMBER, 4 * GiB_PAGES, 8 * GiB_PAGES)
-    res = replay(al, trace.calls, against=src.state())
-    took = time.perf_counter() - t
-    import shutil
+            record("free_pages", (live.pop(),))
+    for w in writers.values():
+        w.close()
+    took, out = {}, {}
+    for kind, path in paths.items():
+        t = time.perf_counter()
+        trace = read_trace(path)
+        res = replay(area(), trace.calls, against=src.state())
+        took[kind] = time.perf_counter() - t
+        out[kind] = res
     shutil.rmtree(tmp)
-    return {"name": "replay of a 1,000,000-call trace", "seconds": round(took, 2),
-            "calls_per_s": round(n / took), "diverged": res.divergence is not None,
-            "target_s": 15}
+    return {"name": "replay of a 1,000,000-call trace, each call's footprint compared",
+            "seconds": round(took["state"], 2), "seconds_without_state": round(took["bare"], 2),
+            "calls_per_s": round(n / took["state"]),
+            "footprints_compared": out["state"].footprints,
+            "diverged": out["state"].divergence is not None, "target_s": 20}
 
 
 def bench_drive() -> dict:
-    """alloc drive over the gdb stub: operations per second with the
-    touched state compared after every one."""
+    """alloc drive on the fixture's multi-defect build (four planted
+    defects, two of which kill the guest inside a call): distinct defects
+    found in 5000 operations, operations per second (the run, and the whole
+    command with shrinking), the slowest recovery; and the healthy build's
+    rate over the same operations as the baseline."""
     sys.path.insert(0, str(ROOT / "tests"))
     from harness import Guest
 
-    with Guest("x86_64-2021", memory="256M") as g:
-        gdb = g.stop_at_checkpoint(2)
-        gdb.cli(f"source {ROOT}/gdbext/alloc.py")
-        text = gdb.cli("alloc drive --ops 1000 --seed 5 --yes --out /tmp/allocview-bench-drive",
-                       timeout=600)
-    line = next(x for x in text.splitlines() if "ops/s" in x)
-    rate = float(line.split("(")[1].split()[0])
-    return {"name": "alloc drive over the gdb stub (1000 ops, full comparison of touched state)",
-            "ops_per_s": rate, "target_ops_per_s": 50}
+    out = {"name": "alloc drive, 5000 operations (default mix, seed 4)",
+           "target": "every planted defect (4) within 5000 ops, >= 50 ops/s overall, "
+                     "recovery from a dead call < 5 s"}
+    for variant in ("x86_64-2021", "x86_64-2021-multi"):
+        with Guest(variant, memory="256M") as g:
+            gdb = g.stop_at_checkpoint(2)
+            gdb.cli(f"source {ROOT}/gdbext/alloc.py")
+            t = time.perf_counter()
+            text = gdb.cli(f"alloc drive --ops 5000 --seed 4 --yes --json --console "
+                           f"{g.console_path} --out /tmp/allocview-bench-drive", timeout=1800)
+            wall = time.perf_counter() - t
+        doc = json.loads(text[text.index("{"):])
+        key = "multi" if variant.endswith("multi") else "healthy"
+        out[key] = {"defects": [d["signature"] for d in doc["defects"]],
+                    "first_seen_at_op": [d["first"]["after_op"] for d in doc["defects"]],
+                    "run_ops_per_s": doc["ops_per_s"],
+                    "overall_ops_per_s": round(doc["ops"] / wall, 1),
+                    "shrink_s": doc.get("shrink_seconds"),
+                    "recoveries": doc["recoveries"], "slowest_recovery_s": doc["recovery_s"],
+                    "calls_not_resent": doc["skipped"]}
+    return out
 
 
 def bench_check_each() -> dict:

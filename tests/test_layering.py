@@ -53,7 +53,7 @@ MODEL_LAYERS = {
     2: {"layout", "program"},                          # layout
     3: {"format", "list", "pages", "snapshot"},        # decoder (snapshot)
     4: {"assess", "check", "stats", "diff", "query", "report"},   # check / stats
-    5: {"drive", "drive_io", "fuzz"},                  # what drives or compares
+    5: {"drive", "drive_io", "mixes", "fuzz"},         # what drives or compares
 }
 BESIDE_THE_DECODER = {"reference", "replay", "trace", "inject", "footprint", "owner"}
 LAYER = {m: n for n, mods in MODEL_LAYERS.items() for m in mods} | \

@@ -182,3 +182,23 @@ def test_a_relocatable_test_is_found_unaided(make_guest, arch, tmp_path):
     assert wrong.returncode == 2 and "Traceback" not in wrong.stderr
     assert "--load-offset" in wrong.stderr and len(wrong.stderr.strip().splitlines()) == 1, \
         wrong.stderr
+
+
+def test_drive_recovers_from_dead_calls_on_s390x(make_guest, tmp_path):
+    """The multi-defect build on a big-endian arch with its own gdb: a call
+    that aborts stops at abort() and one that spins is interrupted; both are
+    unwound, the allocator and its lock restored, and drive goes on."""
+    g = make_guest("s390x-2021-multi")
+    gdb = sourced(g.stop_at_checkpoint(2))
+    before = gdb.cli("alloc report --json")
+    out = gdb.cli(f"alloc drive --ops 800 --seed 4 --yes --json --console {g.console_path} "
+                  f"--out {tmp_path}/m", timeout=900)
+    doc = json.loads(out[out.index("{"):])
+    kinds = [d["signature"].split(":")[0] for d in doc["defects"]]
+    assert sorted(set(kinds)) == sorted(kinds), kinds          # each defect once
+    assert "abort" in kinds and "hang" in kinds, kinds
+    abort = next(d for d in doc["defects"] if d["kind"] == "abort")
+    assert "bug: reserve of 11 pages" in abort["first"]["console"]
+    assert all(d["reproduced"] for d in doc["defects"])
+    assert max(d["last_op"] for d in doc["defects"]) > abort["first"]["after_op"]
+    assert gdb.cli("alloc report --json") == before
