@@ -22,7 +22,8 @@ from .sources.gdbmi import GdbMiSource
 __all__ = ["MiGuest"]
 
 _GONE = ("Remote connection closed", "The program is not being run", "Remote communication error",
-         "Couldn't get registers", "gdb exited", "gdb is gone")
+         "Couldn't get registers",
+         "exited while in a function called from GDB", "gdb exited", "gdb is gone")
 
 
 class MiGuest:

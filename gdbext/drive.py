@@ -28,7 +28,8 @@ __all__ = ["GdbGuest"]
 
 # gdb's words when the guest is gone, not just the call
 _GONE = ("Remote connection closed", "The program is not being run", "Remote communication error",
-         "Couldn't get registers")
+         "Couldn't get registers",
+         "exited while in a function called from GDB")
 
 
 class GdbGuest:

@@ -72,7 +72,7 @@ class Guest(Protocol):
 DEAD_KINDS = ("hang", "abort")
 # the most telling kind of a departure names it: a call that died, then a
 # wrong result, then what the state shows
-_RANK = DEAD_KINDS + ("result", "model-error", "area", "metadata", "list-set", "max_order",
+_RANK = ("gone",) + DEAD_KINDS + ("result", "model-error", "area", "metadata", "list-set", "max_order",
                       "list-order")
 
 
@@ -284,6 +284,14 @@ class Driver:
                 rec = Call(len(res.calls), func, tuple(args), None)
                 try:
                     got = self.guest.call(func, args)
+                except GuestGone as e:
+                    # the call took the guest with it (QEMU exited, a triple
+                    # fault): the last departure, never shrunk
+                    res.calls.append(rec)
+                    res.departures.append(Departure(k, rec, [Difference("gone", None, None,
+                                                                        str(e))],
+                                                    f"gone:{func}", None, want_result))
+                    raise
                 except CallDied as e:
                     res.calls.append(rec)
                     # where it died names the defect: two entry points that
