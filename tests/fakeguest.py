@@ -6,14 +6,14 @@ from it, as a guest's code would find it."""
 from __future__ import annotations
 
 from allocview.model.constants import AREA_ANY_NUMBER, FLAG_FRESH
-from allocview.model.drive import CallDied
+from allocview.model.drive import CallDied, GuestGone
 from allocview.model.entry_points import VOID_FUNCS
 from allocview.model.layout import layout_for
 from allocview.model.reference import Allocator, get_order
 from allocview.model.snapshot import decode
 
 # what each planted defect does (the fixture guest's multi build has the same)
-DEFECTS = ("hang", "abort", "unreserve", "memalign", "nomerge")
+DEFECTS = ("hang", "abort", "unreserve", "memalign", "nomerge", "gone")
 
 
 class FakeGuest:
@@ -46,6 +46,11 @@ class FakeGuest:
             raise CallDied("hang", f"{func}{args} did not return")
         if "abort" in d and func == "reserve_pages" and args[1] == 11:
             raise CallDied("abort", f"{func}{args} reached abort()", "bug: reserve of 11 pages\n")
+        if "gone" in d and func == "alloc_pages_flags" and args[0] == 7:
+            self.defects = {"dead"}
+            raise GuestGone(f"{func}{args}: QEMU exited")
+        if "dead" in d:
+            raise GuestGone("the guest is gone")
         if "unreserve" in d and func == "unreserve_pages" and args[1] > 1:
             args = (args[0], args[1] - 1)
         if "memalign" in d and func == "memalign_pages_flags":

@@ -137,3 +137,17 @@ def test_a_reproducer_whose_call_died_replays_as_that_call(tmp_path):
                               areas_addr=g.al.areas_addr, mask_addr=g.al.mask_addr)
     res = replay(al, t.calls)
     assert res.divergence.index == 1 and res.divergence.differences[0].kind == "died"
+
+
+def test_a_call_that_takes_the_guest_with_it_ends_the_run_with_what_was_found(tmp_path):
+    from allocview.model.drive_io import drive_session
+    g = FakeGuest(defects=["memalign", "gone"])
+    snap, image = start_of(g)
+    ops = generate(4, 3000, g.layout, snap, mix="flags")
+    out = drive_session(g, snap, image, ops, mode="exact", accepted=frozenset(), shrink_it=True,
+                        prefix=str(tmp_path / "d"), header={}, write_dump=None,
+                        decode_end=None)
+    sigs = [d["signature"] for d in out["defects"]]
+    assert sigs == ["result:memalign_pages_flags", "gone:alloc_pages_flags"], sigs
+    assert "QEMU exited" in out["gone"] and out["ops"] < 3000
+    assert all(d["files"] == [] for d in out["defects"])       # nothing left to shrink with
