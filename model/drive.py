@@ -163,6 +163,7 @@ class DriveResult:
     recoveries: list[float] = field(default_factory=list)   # seconds each restore took
     adopted: int = 0                       # times the model took the guest's state
     gone: str | None = None                # why the guest could not be brought back
+    deadly: dict = field(default_factory=dict)   # key of a call that died -> its signature
 
     @property
     def divergence(self) -> tuple[int, Call | None, list[Difference]] | None:
@@ -248,15 +249,17 @@ class Driver:
             raise GuestGone(f"cannot restore the allocator's start state: {e}") from None
 
     def run(self, ops: list[Op], progress: Callable[[int], None] | None = None, *,
-            go_on: bool = False, want: str | None = None) -> DriveResult:
+            go_on: bool = False, want: str | None = None,
+            avoid: frozenset = frozenset()) -> DriveResult:
         """Run ops. Stop at the first departure unless `go_on`; with `want`
         (a signature), stop as soon as a departure of that signature is
-        seen (a shrinking trial)."""
+        seen (a shrinking trial); `avoid`: keys of calls not to send (those
+        that killed the guest in an earlier run)."""
         al = self.model()
         res = DriveResult(0)
         results: dict[int, int | None] = {}
         args_of: dict[int, tuple] = {}
-        deadly: set[tuple] = set()
+        deadly = set(avoid)
         t = time.perf_counter()
         try:
             for k, op in enumerate(ops):
@@ -300,6 +303,7 @@ class Driver:
                                     f"{e.kind}:{e.where or func}", e.console, want_result)
                     res.departures.append(dep)
                     deadly.add(_deadly_key(func, args))
+                    res.deadly[_deadly_key(func, args)] = dep.signature
                     if not go_on or want == dep.signature:
                         break
                     res.recoveries.append(self._recover(results, args_of))
@@ -414,28 +418,53 @@ class Driver:
         return diffs, snap, moved
 
 
-def restore(guest: Guest, start: Snapshot, image: list[tuple[int, bytes]]) -> None:
+def restore(guest: Guest, start: Snapshot, image: list[tuple[int, bytes]],
+            chunk: int = 256) -> None:
     """Put the allocator's start state back into the guest: every range the
-    start decode read (globals, metadata, list nodes) and its lock."""
+    start decode read (globals, metadata, list nodes) and its lock. Only
+    the chunks that differ are written (reads are cheap, writes through a
+    stub are not: a shrink restores hundreds of times)."""
     for addr, data in image:
-        guest.write(addr, data)
+        try:
+            now = guest.read(addr, len(data))
+        except AllocviewError:
+            now = None
+        if now == data:
+            continue
+        if now is None or len(now) != len(data) or len(data) <= chunk:
+            guest.write(addr, data)
+            continue
+        run = None                                   # [first, end) of differing chunks
+        for off in range(0, len(data) + chunk, chunk):
+            differs = off < len(data) and now[off:off + chunk] != data[off:off + chunk]
+            if differs and run is None:
+                run = off
+            elif not differs and run is not None:
+                guest.write(addr + run, data[run:off])
+                run = None
 
 
-def shrink(driver: Driver, ops: list[Op], sig: str, budget_s: float = 60.0) -> list[Op]:
+def shrink(driver: Driver, ops: list[Op], sig: str, budget_s: float = 60.0,
+           deadly: dict | None = None) -> list[Op]:
     """A smallest subsequence of ops (which show the departure `sig`) that
     still shows it, each trial from the restored start state: first the
-    last operation alone (many defects need no history), then ddmin
-    (halves, quarters, ... single operations). Stops at the time budget."""
+    last operation with what it refers to (many defects need no more
+    history), then ddmin (halves, quarters, ... single operations). Calls
+    that killed the guest for another defect (`deadly`: key -> signature)
+    are not sent: each would cost a wait and a recovery. Stops at the time
+    budget."""
     deadline = time.monotonic() + budget_s
+    avoid = frozenset(k for k, s in (deadly or {}).items() if s != sig)
 
     def shows(candidate: list[Op]) -> bool:
         driver.restore()
-        return any(d.signature == sig
-                   for d in driver.run(candidate, go_on=True, want=sig).departures)
+        return any(d.signature == sig for d in
+                   driver.run(candidate, go_on=True, want=sig, avoid=avoid).departures)
 
-    if len(ops) > 1 and ops[-1].ref is None and shows(ops[-1:]):
+    last = _with_refs(ops, ops[-1])
+    if len(last) < len(ops) and shows(last):
         driver.restore()
-        return ops[-1:]
+        return last
     n = 2
     cur = list(ops)
     while len(cur) >= 2 and time.monotonic() < deadline:
@@ -454,6 +483,19 @@ def shrink(driver: Driver, ops: list[Op], sig: str, budget_s: float = 60.0) -> l
             n = min(len(cur), n * 2)
     driver.restore()
     return cur
+
+
+def _with_refs(ops: list[Op], op: Op) -> list[Op]:
+    """op and the operations it refers to, transitively, in order."""
+    by_n = {o.n: o for o in ops}
+    keep, todo = set(), [op]
+    while todo:
+        o = todo.pop()
+        if o.n not in keep:
+            keep.add(o.n)
+            if o.ref is not None and o.ref in by_n:
+                todo.append(by_n[o.ref])
+    return [o for o in ops if o.n in keep]
 
 
 def c_reproducer(calls: list[Call], layout: Layout) -> str:

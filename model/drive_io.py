@@ -178,10 +178,13 @@ def _session(driver, ops, *, shrink_it, prefix, header, write_dump, decode_end, 
         if gone:                  # nothing to shrink or reproduce with: list it as found
             out["defects"].append(_found(d, []))
             continue
+        t_shrink = time.perf_counter()
         try:
-            failing = shrink(driver, ops[:k + 1], d.signature) if shrink_it else ops[:k + 1]
+            failing = shrink(driver, ops[:k + 1], d.signature, deadly=res.deadly) \
+                if shrink_it else ops[:k + 1]
             driver.restore()
-            final = driver.run(failing, go_on=True, want=d.signature)
+            avoid = frozenset(key for key, s in res.deadly.items() if s != d.signature)
+            final = driver.run(failing, go_on=True, want=d.signature, avoid=avoid)
             dead = any(x.kind in DEAD_KINDS for x in final.departures)
             end = None if dead else decode_end()
         except GuestGone as e:
@@ -193,6 +196,7 @@ def _session(driver, ops, *, shrink_it, prefix, header, write_dump, decode_end, 
                                  write_dump, end)
         shown = any(x.signature == d.signature for x in final.departures)
         out["defects"].append(_found(d, paths, final.calls, shown))
+        out["defects"][-1]["shrink_s"] = round(time.perf_counter() - t_shrink, 2)
     out["shrink_seconds"] = round(time.perf_counter() - t, 2)
     if gone:
         out["gone"] = gone

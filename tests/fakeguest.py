@@ -78,7 +78,8 @@ class FakeGuest:
         al.sync()
 
     def read(self, addr, size):
-        self._fresh_al()
+        if self.stale:                 # being written: the bytes as written
+            return self.al._memory.read(addr, size)
         return self.al.memory.read(addr, size)
 
     def write(self, addr, data):

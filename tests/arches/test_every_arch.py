@@ -191,8 +191,8 @@ def test_drive_recovers_from_dead_calls_on_s390x(make_guest, tmp_path):
     g = make_guest("s390x-2021-multi")
     gdb = sourced(g.stop_at_checkpoint(2))
     before = gdb.cli("alloc report --json")
-    out = gdb.cli(f"alloc drive --ops 800 --seed 4 --yes --json --console {g.console_path} "
-                  f"--out {tmp_path}/m", timeout=900)
+    out = gdb.cli(f"alloc drive --ops 300 --seed 4 --mix reserve --yes --json "
+                  f"--console {g.console_path} --out {tmp_path}/m", timeout=900)
     doc = json.loads(out[out.index("{"):])
     kinds = [d["signature"].split(":")[0] for d in doc["defects"]]
     assert sorted(set(kinds)) == sorted(kinds), kinds          # each defect once
