@@ -20,14 +20,11 @@ from .reference import Allocator
 __all__ = ["Footprint", "spans_of", "merge"]
 
 
-def merge(ranges: list[tuple[int, int]], slack: int = 16) -> list[tuple[int, int]]:
-    """(addr, size) ranges sorted, those overlapping or less than `slack`
-    bytes apart merged: a list head's changed pointer bytes are one range
-    with the unchanged bytes between (compared too: they must be equal),
-    which keeps each call's record short to write and to parse."""
+def merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """(addr, size) ranges sorted, overlapping or touching ones merged."""
     out: list[tuple[int, int]] = []
     for addr, size in sorted(ranges):
-        if out and addr <= out[-1][0] + out[-1][1] + slack:
+        if out and addr <= out[-1][0] + out[-1][1]:
             lo = out[-1][0]
             out[-1] = (lo, max(out[-1][1], addr + size - lo))
         else:
@@ -35,9 +32,12 @@ def merge(ranges: list[tuple[int, int]], slack: int = 16) -> list[tuple[int, int
     return out
 
 
-def spans_of(before: bytes, after: bytes, base: int) -> list[tuple[int, int]]:
+def spans_of(before: bytes, after: bytes, base: int, slack: int = 16) -> list[tuple[int, int]]:
     """(addr, size) of the byte runs that differ between two equal-length
-    images of the memory at `base`."""
+    images of the memory at `base`, runs less than `slack` bytes apart
+    joined: a list head's changed pointer bytes are one range with the
+    unchanged bytes between (compared too: they must be equal), which keeps
+    each call's record short to write and to parse."""
     out: list[tuple[int, int]] = []
     i, n = 0, min(len(before), len(after))
     while i < n:
@@ -45,7 +45,10 @@ def spans_of(before: bytes, after: bytes, base: int) -> list[tuple[int, int]]:
             j = i
             while j < n and before[j] != after[j]:
                 j += 1
-            out.append((base + i, j - i))
+            if out and base + i - (out[-1][0] + out[-1][1]) < slack:
+                out[-1] = (out[-1][0], base + j - out[-1][0])
+            else:
+                out.append((base + i, j - i))
             i = j
         else:
             i += 1
