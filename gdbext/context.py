@@ -111,9 +111,10 @@ class GdbContext:
         return None                 # placement finds it; a trace names its own
 
     def trace_in_progress(self) -> str | None:
-        """The file `alloc trace` is recording, flushed to this call."""
+        """The file `alloc trace` is recording, flushed to this call, or
+        the one it last wrote."""
         tracer = session().tracer
-        return None if tracer is None else tracer.flush()
+        return session().last_trace if tracer is None else tracer.flush()
 
     def phys_offset(self) -> int:
         return 0

@@ -68,6 +68,7 @@ def run_trace(ctx, args) -> Result:
             raise CommandError("not tracing")
         r = t.stop()
         s.tracer = None
+        s.last_trace = t.writer.path
         run = r["running_seconds"]
         rate = (f"{r['calls'] / run:.0f} calls/s of guest time" if run and r["calls"]
                 else "no guest time yet")

@@ -42,6 +42,7 @@ class Session:
     saved: dict[str, object] = field(default_factory=dict)
     counter: int = 0
     tracer: object | None = None
+    last_trace: str | None = None      # the file the last `alloc trace` wrote (owner, live)
     checkeach: object | None = None
 
     def invalidate(self, *_event) -> None:

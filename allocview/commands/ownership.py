@@ -74,7 +74,7 @@ class _Traced:
         path = path or ctx.trace_in_progress()
         if path is None:
             raise CommandError("which trace? give --trace FILE (in gdb the trace `alloc trace "
-                               "start` is recording is the default)")
+                               "start` is recording, or last recorded, is the default)")
         self.trace = read_trace(path, footprints=False)
         prog = ctx.program()
         arch = self.trace.header.get("arch")

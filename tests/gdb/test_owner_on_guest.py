@@ -113,6 +113,8 @@ def test_owner_names_the_source_line_and_live_is_the_allocators(make_guest, vari
     cli_live = json.loads(allocview("--elf", g.elf, "live", "--trace", trace, "--json").stdout)
     gdb_live = json.loads(gdb.cli(f"alloc live --trace {trace} --json"))
     assert cli_live == gdb_live
+    # after `alloc trace stop` the trace just recorded stays the default
+    assert json.loads(gdb.cli("alloc live --json")) == gdb_live
     # an address no block held: one line, exit 2
     r = allocview("--elf", g.elf, "owner", "0x10", "--trace", trace)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
