@@ -363,7 +363,9 @@ class CliContext:
     @contextmanager
     def drive_guest(self, timeout: float, console: str | None = None):
         from .drive_mi import MiGuest
-        guest = MiGuest(self.source(), self._drive.program, timeout, console)
+        found = self._drive.program
+        moved = found.symbols["areas"] - self.program().symbols["areas"]
+        guest = MiGuest(self.source(), found, timeout, console, moved)
         try:
             yield guest
         finally:
@@ -461,6 +463,28 @@ def run_sources(ctx, args) -> Result:
 def run_gdb_init(ctx, args) -> Result:
     from . import gdb_script
     return Result({"source": gdb_script()}, render.Doc().line(f"source {gdb_script()}"))
+
+
+@command("callable-elf", "Write a copy of TEST.elf that gdb can call functions in.",
+         "gdb returns from a function it calls to the program's entry point; an ELF of type "
+         "DYN with entry point 0 (kvm-unit-tests' arm64, riscv64 and ppc64 tests) gives it "
+         "none, so `alloc drive` cannot call the allocator (`Entry point address is not "
+         "known`). The copy differs only in its ELF type (EXEC): load it in gdb with `file "
+         "COPY` and `symbol-file -o OFFSET COPY`. `allocview drive --gdb` does this by itself.",
+         arg("out", metavar="COPY", complete="file", help="where to write the copy"),
+         json=False, only="cli")
+def run_callable_elf(ctx, args) -> Result:
+    from .symbols import needs_callable_copy, write_callable_copy
+    if not args.elf:
+        raise CommandError("callable-elf needs --elf TEST.elf")
+    if not needs_callable_copy(args.elf):
+        raise CommandError(f"{args.elf}: gdb already knows its entry point; no copy needed")
+    try:
+        write_callable_copy(args.elf, args.out)
+    except OSError as e:
+        raise CommandError(f"{args.out}: cannot write ({e.strerror or e})") from None
+    return Result({"copy": args.out}, render.Doc().line(
+        f"wrote {args.out}: in gdb, `file {args.out}` and `symbol-file -o OFFSET {args.out}`"))
 
 
 # ---------------------------------------------------------------- output

@@ -16,7 +16,7 @@ from allocview.model.drive_io import ConsoleTail, call_expression, parse_int
 from allocview.model.entry_points import DEATH_PATHS, VOID_FUNCS
 
 from .errors import SourceError
-from .mi import message
+from .mi import c_string, message
 from .sources.gdbmi import GdbMiSource
 
 __all__ = ["MiGuest"]
@@ -28,15 +28,20 @@ _GONE = ("Remote connection closed", "The program is not being run", "Remote com
 
 class MiGuest:
     def __init__(self, source: GdbMiSource, program, timeout: float = 2.0,
-                 console: str | None = None):
+                 console: str | None = None, moved: int = 0):
+        """`moved`: how far the guest has the program from the ELF's own
+        addresses (a relocatable test): gdb's symbols are moved there, or a
+        call would jump to the ELF's address and take the guest down."""
         self.src = source
         self.timeout = timeout
         self.console = ConsoleTail(console)
         self._deaths: dict[int, str] = {}
         self._breakpoints: list[str] = []
-        rec = self.src.batch(["-gdb-set unwindonsignal on"], 10)[0]
-        if rec["message"] == "error":
-            raise SourceError(f"{source.label}: gdb refused unwindonsignal: {message(rec)}")
+        self._tmp: str | None = None
+        setup = ["-gdb-set unwindonsignal on"] + self._symbols_at_guest(program.path, moved)
+        for cmd, rec in zip(setup, self.src.batch(setup, 30)):
+            if rec["message"] == "error":
+                raise SourceError(f"{source.label}: gdb refused {cmd}: {message(rec)}")
         for name in DEATH_PATHS:
             addr = program.symbols.get(name)
             if addr is None:
@@ -46,6 +51,25 @@ class MiGuest:
                 self._deaths[addr] = name
                 self._breakpoints.append(str(rec["payload"]["bkpt"]["number"]))
 
+    def _symbols_at_guest(self, elf: str, moved: int) -> list[str]:
+        """The commands that put gdb's symbols where the guest has them,
+        from a copy gdb can call into when the ELF gives it no entry point."""
+        import os
+        import tempfile
+
+        from .symbols import needs_callable_copy, write_callable_copy
+        if not moved and not needs_callable_copy(elf):
+            return []
+        path = elf
+        cmds = []
+        if needs_callable_copy(elf):
+            self._tmp = tempfile.mkdtemp(prefix="allocview-drive-")
+            path = os.path.join(self._tmp, os.path.basename(elf))
+            write_callable_copy(elf, path)
+            cmds.append(f"-file-exec-file {c_string(path)}")
+        return cmds + [f"-interpreter-exec console "
+                       f"{c_string(f'symbol-file -o {moved:#x} {path}')}"]
+
     def close(self) -> None:
         if self._breakpoints and not self.src.closed:
             try:
@@ -53,6 +77,10 @@ class MiGuest:
             except SourceError:
                 pass
         self._breakpoints = []
+        if self._tmp:
+            import shutil
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
 
     def call(self, func: str, args: tuple[int, ...]) -> int | None:
         expr = call_expression(func, args).replace('"', '\\"')

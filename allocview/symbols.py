@@ -16,6 +16,7 @@ from bisect import bisect_right
 from dataclasses import dataclass, field
 
 from elftools.dwarf.dwarf_expr import DWARFExprParser
+from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
@@ -605,3 +606,34 @@ def code_index(path: str) -> CodeIndex:
         _INDEXES.clear()
         got = _INDEXES[key] = CodeIndex(path)
     return got
+
+
+def needs_callable_copy(path: str) -> bool:
+    """Whether gdb can make no function call into this program: an ELF of
+    type DYN with entry point 0 (kvm-unit-tests links its arm64, riscv64
+    and ppc64 tests so) gives gdb no entry point, which is where a call
+    returns to (`Entry point address is not known`)."""
+    try:
+        with open(path, "rb") as f:
+            h = ELFFile(f).header
+            return h["e_type"] == "ET_DYN" and h["e_entry"] == 0
+    except (OSError, ELFError):
+        return False
+
+
+def write_callable_copy(path: str, out: str) -> None:
+    """A copy of the ELF with type EXEC, so gdb takes its entry point (0,
+    moved with `symbol-file -o` like every address) as known. Only the
+    header's e_type differs; the header is rebuilt by pyelftools."""
+    from elftools.construct import Container
+    with open(path, "rb") as f:
+        elf = ELFFile(f)
+        header = Container(**elf.header)
+        header.e_ident = Container(**elf.header.e_ident)
+        header["e_type"] = "ET_EXEC"
+        raw = elf.structs.Elf_Ehdr.build(header)
+        f.seek(0)
+        data = bytearray(f.read())
+    data[:len(raw)] = raw
+    with open(out, "wb") as f:
+        f.write(data)

@@ -112,6 +112,8 @@ class GdbGuest:
                 raise KeyboardInterrupt from None          # the user's Ctrl-C, not the guest
             if "stopped while in a function called from GDB" in text:
                 raise self._stopped_in_death_path(what) from None
+            if "Entry point address is not known" in text:
+                raise GuestCallError(_no_entry_point()) from None
             if any(g in text for g in _GONE):
                 raise GuestGone(f"{what}: {text.splitlines()[0]}") from None
             raise GuestCallError(f"{what} failed in the guest: {text.splitlines()[0]}") from None
@@ -157,6 +159,16 @@ class GdbGuest:
             self.inferior.write_memory(addr, data)
         except gdb.error as e:
             raise GuestGone(f"cannot write guest memory at {addr:#x}: {e}") from None
+
+
+def _no_entry_point() -> str:
+    """What to do when gdb cannot call into the program at all."""
+    prog, where = target.placed()
+    return (f"gdb cannot call functions in {prog.name}: it knows no entry point (an ELF of "
+            f"type DYN with entry 0, as kvm-unit-tests links arm64, riscv64 and ppc64 tests), "
+            f"where a call returns to. Write a copy it can call into: `allocview --elf "
+            f"{prog.path} callable-elf COPY`, then in gdb `file COPY` and `symbol-file -o "
+            f"{where.offset:#x} COPY`")
 
 
 def _innermost() -> str | None:

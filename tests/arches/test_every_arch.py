@@ -202,3 +202,46 @@ def test_drive_recovers_from_dead_calls_on_s390x(make_guest, tmp_path):
     assert all(d["reproduced"] for d in doc["defects"])
     assert max(d["last_op"] for d in doc["defects"]) > abort["first"]["after_op"]
     assert gdb.cli("alloc report --json") == before
+
+
+def test_drive_over_mi_calls_a_relocated_program_where_the_guest_has_it(make_guest, tmp_path):
+    """allocview's own gdb gets its symbols moved where the guest has the
+    program (else every call jumps to the ELF's address and takes the
+    guest down, which drive would report as the guest's defect)."""
+    g = make_guest("aarch64-2021")
+    g.stop_at_checkpoint(2)
+    g.gdb.disconnect()
+    r = av("--gdb", f"127.0.0.1:{g.gdb_port}", "--elf", g.elf, "drive", "--ops", "200",
+           "--yes", "--json", "--out", tmp_path / "d", code=0)
+    doc = json.loads(r.stdout)
+    assert doc["defects"] == [] and doc["calls"] > 100
+
+
+def test_callable_copy_of_a_dyn_elf_with_entry_zero(tmp_path):
+    """kvm-unit-tests links arm64, riscv64 and ppc64 tests as DYN with entry
+    0, where gdb knows no entry point and can call nothing: the copy
+    differs in e_type only."""
+    from elftools.construct import Container
+    from elftools.elf.elffile import ELFFile
+
+    from allocview.symbols import needs_callable_copy, write_callable_copy
+    src = Variant.parse("aarch64-2021").dir() / "guest.elf"
+    assert not needs_callable_copy(str(src))             # the fixture has entry 0x40
+    data = bytearray(src.read_bytes())
+    with open(src, "rb") as f:                           # the same ELF with entry 0
+        elf = ELFFile(f)
+        h = Container(**elf.header)
+        h.e_ident = Container(**elf.header.e_ident)
+        h["e_entry"] = 0
+        raw = elf.structs.Elf_Ehdr.build(h)
+    data[:len(raw)] = raw
+    dyn = tmp_path / "dyn.elf"
+    dyn.write_bytes(bytes(data))
+    assert needs_callable_copy(str(dyn))
+    r = av("--elf", dyn, "callable-elf", tmp_path / "copy.elf", code=0)
+    assert "symbol-file -o" in r.stdout
+    copy = (tmp_path / "copy.elf").read_bytes()
+    assert [i for i in range(len(copy)) if copy[i] != data[i]] == [16]
+    with open(tmp_path / "copy.elf", "rb") as f:
+        assert ELFFile(f).header["e_type"] == "ET_EXEC"
+    av("--elf", src, "callable-elf", tmp_path / "no.elf", code=2)
