@@ -246,7 +246,9 @@ def drive_words(out: dict) -> list[str]:
         lines += [f"    {x['kind']}: {x['detail']}" for x in d["first"]["differences"][:6]]
         if d["first"].get("console"):
             lines += [f"    console: {ln}" for ln in d["first"]["console"].splitlines()[-4:]]
-        lines.append(f"    hit by: " + ", ".join(f"{k} x{v}" for k, v in d["by_call"].items()))
+        hits = list(d["by_call"].items())
+        more = f", and {len(hits) - 4} more" if len(hits) > 4 else ""
+        lines.append("    hit by: " + ", ".join(f"{k} x{v}" for k, v in hits[:4]) + more)
         if not d["files"]:
             lines.append("    not shrunk: the guest was gone")
             continue
