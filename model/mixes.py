@@ -20,7 +20,7 @@ import random
 from dataclasses import dataclass, field
 
 from .constants import AREA_ANY_2020, FLAG_DONTZERO, FLAG_FRESH
-from .entry_points import ENTRY_POINTS, tree_of
+from .entry_points import BY_NAME, ENTRY_POINTS
 from .errors import AllocviewError
 from .layout import Layout
 from .snapshot import Snapshot
@@ -71,10 +71,7 @@ class Op:
 
     @property
     def role(self) -> str:
-        return _ROLE[self.func]
-
-
-_ROLE = {e.name: e.role for e in ENTRY_POINTS}
+        return BY_NAME[self.func].role
 
 
 # ------------------------------------------------------------------ generation
@@ -238,10 +235,7 @@ class _Gen:
 
 
 def _params(func: str) -> tuple[tuple[str, int], ...]:
-    return _BY_NAME[func].params
-
-
-_BY_NAME = {e.name: e for e in ENTRY_POINTS}
+    return BY_NAME[func].params
 
 
 def _sample_pages(snap: Snapshot, fmt: str, rnd: random.Random) -> tuple[list[int], list[int]]:
@@ -275,8 +269,8 @@ def generate(seed: int, n: int, layout: Layout, snap: Snapshot, *, mix: str = "d
     for e in ENTRY_POINTS:
         if e.tree in (tree, "both") and e.name in have and e.role != "init":
             funcs.setdefault(e.role, []).append(e.name)
-    if tree_of(have) != tree and names is not None and "alloc_pages_flags" in have:
-        raise AllocviewError(f"the program has the 2021 entry points, the layout is {tree}'s")
+    if not funcs.get("alloc"):
+        raise AllocviewError(f"the program defines none of format {tree}'s entry points")
     rnd = random.Random(seed)
     areas = [(a.slot, a.base, a.top) for a in snap.areas if a.decoded and a.pages > 8]
     if not areas:
