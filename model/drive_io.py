@@ -120,7 +120,8 @@ def read_known(path: str | None) -> frozenset[str]:
 
 def drive_session(guest, start, image, ops, *, mode: str, accepted: frozenset[str],
                   shrink_it: bool, prefix: str, header: dict, write_dump, decode_end,
-                  keep: bool = False, first: bool = False, progress=None) -> dict:
+                  keep: bool = False, first: bool = False, progress=None,
+                  say=None) -> dict:
     """The whole of `drive` after the start state is read: run (past every
     departure unless `first`), shrink each distinct defect, replay its
     minimal sequence once more from the restored start, read the guest's
@@ -131,7 +132,7 @@ def drive_session(guest, start, image, ops, *, mode: str, accepted: frozenset[st
     try:
         out = _session(driver, ops, shrink_it=shrink_it, prefix=prefix, header=header,
                        write_dump=write_dump, decode_end=decode_end, first=first,
-                       progress=progress)
+                       progress=progress, say=say or (lambda _text: None))
     except KeyboardInterrupt:
         raise _interrupted(guest, start, image, keep) from None
     except BaseException:
@@ -161,7 +162,7 @@ def _interrupted(guest, start, image, keep: bool):
 
 
 def _session(driver, ops, *, shrink_it, prefix, header, write_dump, decode_end, first,
-             progress) -> dict:
+             progress, say) -> dict:
     from .drive import GuestGone, shrink
     res = driver.run(ops, progress, go_on=not first)
     gone = res.gone
@@ -178,6 +179,8 @@ def _session(driver, ops, *, shrink_it, prefix, header, write_dump, decode_end, 
         if gone:                  # nothing to shrink or reproduce with: list it as found
             out["defects"].append(_found(d, []))
             continue
+        say(f"  shrinking defect {n} of {len(defects)}: {d.signature} ({d.hits} hits, first "
+            f"after operation {k})")
         t_shrink = time.perf_counter()
         try:
             failing = shrink(driver, ops[:k + 1], d.signature, deadly=res.deadly) \

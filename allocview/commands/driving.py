@@ -77,7 +77,8 @@ def run_drive(ctx, args) -> Result:
                             write_dump=lambda p, img: write_elf_dump(p, img, arch=prog.arch,
                                                                       partial=True),
                             decode_end=ctx.decode_now, keep=args.keep, first=args.first,
-                            progress=lambda k: k % 100 or ctx.progress(f"  {k} ops"))
+                            progress=lambda k: k % 100 or ctx.progress(f"  {k} ops"),
+                            say=ctx.progress)
     doc = render.Doc()
     for w in drive_words(out):
         doc.line(w)
