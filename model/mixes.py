@@ -89,6 +89,8 @@ class _Gen:
     fresh_pfns: list[int]                             # sampled pfns, FRESH at the start
     free_pfns: list[int]                              # sampled pfns, FREE at the start
     area_bits: int
+    always_dontzero: bool = False
+    fresh_allowed: bool = True
     ops: list[Op] = field(default_factory=list)
     live: list[tuple[int, int]] = field(default_factory=list)     # (op n, pages)
     freed: list[tuple[int, int]] = field(default_factory=list)
@@ -122,9 +124,9 @@ class _Gen:
 
     def flags(self, order: int, fresh_share: float) -> int:
         f = self.area_mask()
-        if self.rnd.random() < 0.7 or order > 6:
+        if self.rnd.random() < 0.7 or order > 6 or self.always_dontzero:
             f |= FLAG_DONTZERO          # zeroing large blocks costs seconds under TCG
-        if self.tree == "2021" and self.rnd.random() < fresh_share:
+        if self.tree == "2021" and self.fresh_allowed and self.rnd.random() < fresh_share:
             f |= FLAG_FRESH
         return f
 
@@ -257,10 +259,14 @@ def _sample_pages(snap: Snapshot, fmt: str, rnd: random.Random) -> tuple[list[in
 
 
 def generate(seed: int, n: int, layout: Layout, snap: Snapshot, *, mix: str = "default",
-             area_bits: int = 0, names=None) -> list[Op]:
+             area_bits: int = 0, names=None, dontzero: bool = False,
+             fresh: bool = True) -> list[Op]:
     """About n operations of the mix (a burst may end a few past n), for
     the entry points of the program's tree (`names`: the functions it
-    defines; None: all of the tree)."""
+    defines; None: all of the tree). `dontzero`: every allocation with
+    FLAG_DONTZERO (a guest that hands out a block in use then survives it:
+    it is reported as a wrong result, not zeroed under the guest); `fresh`
+    False: no FLAG_FRESH (to look past a FRESH path that kills the guest)."""
     if mix not in MIXES:
         raise AllocviewError(f"unknown mix {mix!r} (known: {', '.join(MIXES)})")
     tree = layout.format
@@ -279,8 +285,9 @@ def generate(seed: int, n: int, layout: Layout, snap: Snapshot, *, mix: str = "d
     max_order = max((a.max_order or 0) for a in state) if tree == "2021" else \
         max(k for a in state for k, nodes in enumerate(a.freelists) if nodes) \
         if any(n for a in state for n in a.freelists) else 0
-    fresh, free = _sample_pages(snap, tree, rnd)
-    g = _Gen(rnd, layout, tree, funcs, areas, max_order, fresh, free, area_bits)
+    fresh_pfns, free_pfns = _sample_pages(snap, tree, rnd)
+    g = _Gen(rnd, layout, tree, funcs, areas, max_order, fresh_pfns, free_pfns, area_bits,
+             dontzero, fresh)
     weights = {r: w for r, w in MIXES[mix].weights.items() if r == "burst" or funcs.get(r)}
     roles, w = zip(*weights.items())
     while g.n < n:

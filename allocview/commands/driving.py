@@ -23,6 +23,11 @@ from . import CommandError, Result, arg, command
          arg("--seed", type=int, default=1, metavar="S", help="the generator's seed"),
          arg("--mix", default="default", choices=list(MIXES),
              help="what the operations favour: " + mix_help()),
+         arg("--dontzero", action="store_true",
+             help="every allocation with FLAG_DONTZERO: a block handed out while in use is "
+                  "reported, not zeroed under the guest (which can take it down)"),
+         arg("--no-fresh", action="store_true",
+             help="no FLAG_FRESH: look past a FRESH path that takes the guest down"),
          arg("--first", action="store_true",
              help="stop at the first departure (files PREFIX.jsonl, .start.elf, .c)"),
          arg("--console", metavar="FILE", complete="file",
@@ -66,7 +71,8 @@ def run_drive(ctx, args) -> Result:
                                         "memory. Go on?"):
         return Result(None, render.Doc().line("allocview: not driven"))
     ops = generate(args.seed, args.ops, start.layout, start, mix=args.mix,
-                   area_bits=start.layout.area_bits(args.area), names=prog.symbols)
+                   area_bits=start.layout.area_bits(args.area), names=prog.symbols,
+                   dontzero=args.dontzero, fresh=not args.no_fresh)
     ctx.progress(f"driving {len(ops)} operations (seed {args.seed}, mix {args.mix}, "
                  f"{args.mode} compare)")
     header = {"arch": prog.arch, "format": start.layout.format, "areas": prog.areas_addr,

@@ -151,3 +151,24 @@ def test_a_call_that_takes_the_guest_with_it_ends_the_run_with_what_was_found(tm
     assert sigs == ["result:memalign_pages_flags", "gone:alloc_pages_flags"], sigs
     assert "QEMU exited" in out["gone"] and out["ops"] < 3000
     assert all(d["files"] == [] for d in out["defects"])       # nothing left to shrink with
+
+
+def test_dontzero_puts_flag_dontzero_on_every_allocation():
+    from allocview.model.constants import FLAG_DONTZERO
+    g = FakeGuest()
+    snap, _ = start_of(g)
+    ops = generate(3, 2000, g.layout, snap, mix="flags", dontzero=True)
+    flagged = [op for op in ops if op.func in ("alloc_pages_flags", "memalign_pages_flags")]
+    assert flagged and all(op.args[-1] & FLAG_DONTZERO for op in flagged)
+    plain = generate(3, 2000, g.layout, snap, mix="flags")
+    assert any(not op.args[-1] & FLAG_DONTZERO for op in plain
+               if op.func in ("alloc_pages_flags", "memalign_pages_flags"))
+
+
+def test_no_fresh_leaves_flag_fresh_out():
+    g = FakeGuest()
+    snap, _ = start_of(g)
+    for mix in MIXES:
+        ops = generate(3, 1000, g.layout, snap, mix=mix, fresh=False)
+        assert not any(op.args[-1] & FLAG_FRESH for op in ops
+                       if op.func in ("alloc_pages_flags", "memalign_pages_flags"))
