@@ -477,6 +477,7 @@ def run_callable_elf(ctx, args) -> Result:
     from .symbols import needs_callable_copy, write_callable_copy
     if not args.elf:
         raise CommandError("callable-elf needs --elf TEST.elf")
+    ctx.program()                     # a file that is no test's ELF: its one-line error
     if not needs_callable_copy(args.elf):
         raise CommandError(f"{args.elf}: gdb already knows its entry point; no copy needed")
     try:
