@@ -12,7 +12,9 @@ file is known.
 from __future__ import annotations
 
 from allocview.model.drive import CallDied, GuestCallError, GuestGone
-from allocview.model.drive_io import ConsoleTail, call_expression, parse_int
+from allocview.model.drive_io import (GUEST_GONE_WORDS, STOPPED_IN_CALL, ConsoleTail, aborted,
+                                      call_expression, call_words, hung, outside_death_paths,
+                                      parse_int)
 from allocview.model.entry_points import DEATH_PATHS, VOID_FUNCS
 
 from .errors import SourceError
@@ -21,9 +23,8 @@ from .sources.gdbmi import GdbMiSource
 
 __all__ = ["MiGuest"]
 
-_GONE = ("Remote connection closed", "The program is not being run", "Remote communication error",
-         "Couldn't get registers",
-         "exited while in a function called from GDB", "gdb exited", "gdb is gone")
+# and allocview's own words when its gdb is gone
+_GONE = GUEST_GONE_WORDS + ("gdb exited", "gdb is gone")
 
 
 class MiGuest:
@@ -84,20 +85,18 @@ class MiGuest:
 
     def call(self, func: str, args: tuple[int, ...]) -> int | None:
         expr = call_expression(func, args).replace('"', '\\"')
-        what = f"{func}({', '.join(hex(a) for a in args)})"
+        what = call_words(func, args)
         self.console.mark()
         try:
             rec = self.src.batch([f'-data-evaluate-expression "{expr}"'], self.timeout)[0]
         except SourceError as e:
             if "no answer" in str(e):
                 where = self._interrupt()
-                raise CallDied("hang", f"{what} did not return in {self.timeout:g} s: the guest "
-                               f"hangs in {where or 'it'}() (interrupted; the call was unwound)",
-                               self.console.since(), where) from None
+                raise hung(what, self.timeout, where, self.console.since()) from None
             raise GuestGone(f"{what}: {e}") from None
         if rec["message"] != "done":
             text = message(rec)
-            if "stopped while in a function called from GDB" in text:
+            if STOPPED_IN_CALL in text:
                 raise self._unwind(what) from None
             if any(g in text for g in _GONE):
                 raise GuestGone(f"{what}: {text.splitlines()[0]}")
@@ -116,11 +115,8 @@ class MiGuest:
             self.src.batch(["-gdb-show version"], 30)
         except SourceError as e:
             raise GuestGone(f"the guest does not come back from an interrupt: {e}") from None
-        for stop in self.src.stops[before:]:
-            func = (stop.get("frame") or {}).get("func")
-            if func and func not in DEATH_PATHS:
-                return func
-        return None
+        return outside_death_paths((stop.get("frame") or {}).get("func")
+                                   for stop in self.src.stops[before:])
 
     def _unwind(self, what: str) -> CallDied:
         """Discard the frames of a call stopped in the abort/exit path, up
@@ -131,8 +127,7 @@ class MiGuest:
         frames = [f.get("frame", f) for f in frames]
         pc = int(frames[0].get("addr", "0"), 16) if frames else 0
         where = self._deaths.get(pc, f"a stop at {pc:#x}")
-        caller = next((f.get("func") for f in frames
-                       if f.get("func") and f.get("func") not in DEATH_PATHS), None)
+        caller = outside_death_paths(f.get("func") for f in frames)
         dummy = next((int(f["level"]) for f in frames
                       if f.get("func") == "<function called from gdb>"), None)
         if not dummy:
@@ -143,8 +138,7 @@ class MiGuest:
         bad = [r for r in recs if r["message"] != "done"]
         if bad:
             raise GuestGone(f"{what} stopped in {where}; unwinding it failed: {message(bad[0])}")
-        return CallDied("abort", f"{what} reached {where}() from {caller or '?'}() in the guest "
-                        f"(the call was unwound)", console, caller)
+        return aborted(what, where, caller, console)
 
     def read(self, addr: int, size: int) -> bytes:
         return self.src.read(addr, size)

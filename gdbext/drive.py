@@ -18,19 +18,14 @@ import threading
 import gdb  # type: ignore[import-not-found]
 
 from allocview.model.drive import CallDied, GuestCallError, GuestGone
-from allocview.model.drive_io import ConsoleTail, call_expression
+from allocview.model.drive_io import (GUEST_GONE_WORDS, STOPPED_IN_CALL, ConsoleTail, aborted,
+                                      call_expression, call_words, hung, outside_death_paths)
 from allocview.model.entry_points import DEATH_PATHS
 
 from . import target
 from .target import GdbMemory
 
 __all__ = ["GdbGuest"]
-
-# gdb's words when the guest is gone, not just the call
-_GONE = ("Remote connection closed", "The program is not being run", "Remote communication error",
-         "Couldn't get registers",
-         "exited while in a function called from GDB")
-
 
 class GdbGuest:
     def __init__(self, timeout: float = 2.0, console: str | None = None):
@@ -85,7 +80,7 @@ class GdbGuest:
         expr = call_expression(func, args)
         self.calls += 1
         fired = threading.Event()
-        what = f"{func}({', '.join(hex(a) for a in args)})"
+        what = call_words(func, args)
 
         def interrupt():
             fired.set()
@@ -110,21 +105,18 @@ class GdbGuest:
             if "signaled while in a function called from GDB" in text and \
                     (self._signal == "SIGINT" or _sigint(e)):
                 raise KeyboardInterrupt from None          # the user's Ctrl-C, not the guest
-            if "stopped while in a function called from GDB" in text:
+            if STOPPED_IN_CALL in text:
                 raise self._stopped_in_death_path(what) from None
             if "Entry point address is not known" in text:
                 raise GuestCallError(_no_entry_point()) from None
-            if any(g in text for g in _GONE):
+            if any(g in text for g in GUEST_GONE_WORDS):
                 raise GuestGone(f"{what}: {text.splitlines()[0]}") from None
             raise GuestCallError(f"{what} failed in the guest: {text.splitlines()[0]}") from None
         finally:
             timer.cancel()
 
     def _hung(self, what: str) -> CallDied:
-        where = self._where
-        return CallDied("hang", f"{what} did not return in {self.timeout:g} s: the guest hangs "
-                        f"in {where or 'it'}() (interrupted; the call was unwound)",
-                        self.console.since(), where)
+        return hung(what, self.timeout, self._where, self.console.since())
 
     def _stopped_in_death_path(self, what: str) -> CallDied:
         """The call reached abort()/exit() (or another stop): discard its
@@ -148,8 +140,7 @@ class GdbGuest:
             raise GuestGone(f"{what} stopped in {where}; unwinding it failed: {e}") from None
         finally:
             gdb.execute(f"set confirm {'on' if confirm else 'off'}", to_string=True)
-        return CallDied("abort", f"{what} reached {where}() from {caller or '?'}() in the guest "
-                        f"(the call was unwound)", console, caller)
+        return aborted(what, where, caller, console)
 
     def read(self, addr: int, size: int) -> bytes:
         return self._memory.read(addr, size)
@@ -172,18 +163,16 @@ def _no_entry_point() -> str:
 
 
 def _innermost() -> str | None:
-    """The innermost function of the stopped call (inlined ones count)
-    that is not the test's abort/exit path."""
+    """Where the stopped call died (inlined functions count)."""
+    names = []
     try:
         frame = gdb.newest_frame()
         while frame is not None and frame.type() != gdb.DUMMY_FRAME:
-            name = frame.name()
-            if name and name not in DEATH_PATHS:
-                return name
+            names.append(frame.name())
             frame = frame.older()
     except gdb.error:
         pass
-    return None
+    return outside_death_paths(names)
 
 
 def _sigint(e: gdb.error) -> bool:

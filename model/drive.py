@@ -373,11 +373,6 @@ class Driver:
         return time.perf_counter() - t
 
     # -------------------------------------------------------------- compare
-    def compare(self, al: Allocator, touched: set[int], full: bool) -> list[Difference]:
-        if full or self.touched_differs(al, touched):
-            return self._full(al)[0]
-        return []
-
     def touched_differs(self, al: Allocator, touched: set[int]) -> bool:
         """Whether the guest differs from the model in what the last
         operation touched: the descriptors and list heads (one read), the

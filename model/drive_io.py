@@ -7,11 +7,14 @@ from __future__ import annotations
 import os
 import time
 
-from .drive import DEAD_KINDS, DriveResult, c_reproducer, group, write_trace
+from .drive import DEAD_KINDS, CallDied, DriveResult, c_reproducer, group, write_trace
+from .entry_points import DEATH_PATHS
 from .layout import Layout
 from .trace import SIGNATURES
 
 __all__ = ["call_expression", "parse_int", "write_reproducer", "ConsoleTail", "start_image",
+           "STOPPED_IN_CALL", "GUEST_GONE_WORDS", "call_words", "hung", "aborted",
+           "outside_death_paths",
            "lock_held",
            "drive_session", "drive_words"]
 
@@ -25,6 +28,37 @@ def call_expression(func: str, args: tuple[int, ...]) -> str:
     ret = "int" if func == "reserve_pages" else "unsigned long" if returns else "void"
     params = ", ".join(_C_TYPES[s] for s in sizes) or "void"
     return f"(({ret} (*)({params})){func})({', '.join(hex(a) for a in args)})"
+
+
+# gdb's words for how an inferior call ended, the same through its Python
+# API and through MI: stopped at a breakpoint (the abort/exit path), or the
+# guest is gone with it
+STOPPED_IN_CALL = "stopped while in a function called from GDB"
+GUEST_GONE_WORDS = ("Remote connection closed", "The program is not being run",
+                    "Remote communication error", "Couldn't get registers",
+                    "exited while in a function called from GDB")
+
+
+def call_words(func: str, args: tuple[int, ...]) -> str:
+    return f"{func}({', '.join(hex(a) for a in args)})"
+
+
+def hung(what: str, timeout: float, where: str | None, console: str | None) -> CallDied:
+    """A call interrupted after `timeout` s; `where` the function it spun in."""
+    return CallDied("hang", f"{what} did not return in {timeout:g} s: the guest hangs in "
+                    f"{where or 'it'}() (interrupted; the call was unwound)", console, where)
+
+
+def aborted(what: str, death: str, caller: str | None, console: str | None) -> CallDied:
+    """A call stopped in the abort/exit path `death`, called from `caller`."""
+    return CallDied("abort", f"{what} reached {death}() from {caller or '?'}() in the guest "
+                    f"(the call was unwound)", console, caller)
+
+
+def outside_death_paths(names) -> str | None:
+    """The first of a stopped call's function names, innermost first, that
+    is not the test's abort/exit path: where it died."""
+    return next((n for n in names if n and n not in DEATH_PATHS), None)
 
 
 def parse_int(text: str) -> int:
