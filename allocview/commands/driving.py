@@ -56,6 +56,8 @@ def run_drive(ctx, args) -> Result:
     from .. import render
     from ..dumpwrite import write_elf_dump
 
+    if args.ops < 0 or not args.call_timeout > 0:
+        raise CommandError("--ops must be 0 or more, --call-timeout more than 0 seconds")
     accepted = read_known(args.known)
     start, image, prog = ctx.drive_start()
     unchecked = assess(start)
